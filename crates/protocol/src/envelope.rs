@@ -56,7 +56,8 @@ pub struct Message {
 pub struct TimePolicy {
     /// How far in the future `created` may be, in seconds.
     pub max_clock_skew: u32,
-    /// How far in the future `expires` may be, in seconds from now.
+    /// How far in the future `expires` may be, in seconds from now (plus the
+    /// allowed clock skew).
     pub max_ttl: u32,
 }
 
@@ -334,7 +335,8 @@ impl SignedMessage {
                 "the message has expired",
             ));
         }
-        if expires > now + u64::from(policy.max_ttl) {
+        // The sender's clock may run ahead by the allowed skew, as for `created`.
+        if expires > now + u64::from(policy.max_ttl) + u64::from(policy.max_clock_skew) {
             return Err(Error::field(
                 ErrorCode::TtlTooLong,
                 "expires",

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's whole test suite: Rust unit, property and integration tests
+# (real node processes and HTTP on loopback), then the interop test against
+# the real @fioprotocol/fiojs from npm. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "cargo (Rust toolchain) is required" >&2; exit 1; }
+command -v node >/dev/null || { echo "Node.js is required for the fiojs interop test" >&2; exit 1; }
+
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked
+FIO_L2_BIN="$PWD/target/debug/fio-l2" bash tests/interop/run.sh
