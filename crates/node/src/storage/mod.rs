@@ -1,0 +1,1 @@
+//! Storage behind a narrow trait (see the storage helper's work).
