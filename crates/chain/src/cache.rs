@@ -206,7 +206,10 @@ where
                 }
                 // Only remove the flight we served: after an invalidation a
                 // newer flight for the same key may already be registered.
-                if g.inflight.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                if g.inflight
+                    .get(&key)
+                    .is_some_and(|f| Arc::ptr_eq(f, &flight))
+                {
                     g.inflight.remove(&key);
                 }
                 r
@@ -293,11 +296,19 @@ mod tests {
             .await;
         assert!(r.is_err());
         let (r, s) = c
-            .get_or_load(8, || async { Ok::<u32, String>(80) }, |_| Some(Duration::from_secs(1)))
+            .get_or_load(
+                8,
+                || async { Ok::<u32, String>(80) },
+                |_| Some(Duration::from_secs(1)),
+            )
             .await;
         assert_eq!((r, s), (Ok(80), Source::Loaded));
         let (r, s) = c
-            .get_or_load(8, || async { Ok::<u32, String>(81) }, |_| Some(Duration::from_secs(1)))
+            .get_or_load(
+                8,
+                || async { Ok::<u32, String>(81) },
+                |_| Some(Duration::from_secs(1)),
+            )
             .await;
         assert_eq!((r, s), (Ok(80), Source::Hit));
     }

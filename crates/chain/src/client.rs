@@ -222,7 +222,9 @@ impl HttpChain {
                         return Ok(answer);
                     }
                     Err(e) => {
-                        self.counters.failed_requests.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .failed_requests
+                            .fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(url = %url, error = %e, "FIO API attempt failed");
                         last_error = format!("{url}: {e}");
                     }
@@ -306,7 +308,10 @@ impl HttpChain {
     pub async fn chain_id(&self) -> Result<[u8; 32], ChainError> {
         self.chain_id
             .get_or_try_init(|| async {
-                match self.call::<_, InfoResponse>("get_info", &serde_json::json!({}), &[]).await? {
+                match self
+                    .call::<_, InfoResponse>("get_info", &serde_json::json!({}), &[])
+                    .await?
+                {
                     Answer::Ok(info) => {
                         let mut id = [0u8; 32];
                         hex::decode_to_slice(&info.chain_id, &mut id).map_err(|_| {
@@ -341,9 +346,14 @@ impl HttpChain {
         let req = AvailCheckRequest {
             fio_name: fio_name.to_string(),
         };
-        match self.call::<_, AvailCheckResponse>("avail_check", &req, &[]).await? {
+        match self
+            .call::<_, AvailCheckResponse>("avail_check", &req, &[])
+            .await?
+        {
             Answer::Ok(r) if r.is_registered <= 1 => Ok(r.is_registered == 1),
-            Answer::Ok(_) => Err(unavailable("avail_check answered is_registered out of range")),
+            Answer::Ok(_) => Err(unavailable(
+                "avail_check answered is_registered out of range",
+            )),
             Answer::BadRequest(eb) => Err(bad_request("avail_check", &eb)),
             Answer::NotFound => Err(unavailable("avail_check: unexpected 404")),
         }
@@ -365,7 +375,10 @@ impl HttpChain {
             index_position: "4".into(),
             encode_type: "hex".into(),
         };
-        match self.call::<_, TableRowsResponse>("get_table_rows", &req, &[]).await? {
+        match self
+            .call::<_, TableRowsResponse>("get_table_rows", &req, &[])
+            .await?
+        {
             Answer::Ok(t) => {
                 // Do not trust the index alone: pick the row that names the domain.
                 let row = t
@@ -410,7 +423,11 @@ impl HttpChain {
         }
     }
 
-    async fn load_owner_facts(&self, key: &PublicKey, address: &str) -> Result<OwnerFacts, ChainError> {
+    async fn load_owner_facts(
+        &self,
+        key: &PublicKey,
+        address: &str,
+    ) -> Result<OwnerFacts, ChainError> {
         let Some(names) = self.fio_names(key).await? else {
             return Ok(OwnerFacts::NotOwned);
         };
@@ -453,7 +470,11 @@ impl HttpChain {
     }
 
     /// Ownership of `address` by `key` (see [`Chain::check_owner`]).
-    pub async fn check_owner(&self, key: &PublicKey, address: &str) -> Result<Ownership, ChainError> {
+    pub async fn check_owner(
+        &self,
+        key: &PublicKey,
+        address: &str,
+    ) -> Result<Ownership, ChainError> {
         validate_address(address).map_err(|e| ChainError::InvalidInput(e.to_string()))?;
         let (r, src) = self
             .owners
@@ -597,7 +618,8 @@ impl HttpChain {
             self.domains.invalidate_where(|d| *d == s);
             self.owners.invalidate_where(|(_, a)| domain_of(a) == s);
             self.encrypt_keys.invalidate_where(|a| domain_of(a) == s);
-            self.pub_addresses.invalidate_where(|(a, _, _)| domain_of(a) == s);
+            self.pub_addresses
+                .invalidate_where(|(a, _, _)| domain_of(a) == s);
         }
     }
 
@@ -633,7 +655,9 @@ impl Chain for HttpChain {
         chain_code: &'a str,
         token_code: &'a str,
     ) -> BoxFuture<'a, Result<String, ChainError>> {
-        Box::pin(HttpChain::pub_address(self, address, chain_code, token_code))
+        Box::pin(HttpChain::pub_address(
+            self, address, chain_code, token_code,
+        ))
     }
 
     fn invalidate(&self, key_or_address: &str) {

@@ -265,7 +265,9 @@ impl DevChain {
     }
 
     fn count(&self, endpoint: &str) {
-        *lock(&self.shared.stats).entry(endpoint.to_string()).or_insert(0) += 1;
+        *lock(&self.shared.stats)
+            .entry(endpoint.to_string())
+            .or_insert(0) += 1;
     }
 
     /// Read the store (after burning what is due; persisted if anything burned).
@@ -420,10 +422,18 @@ impl DevChain {
         public_address: &str,
     ) -> Result<(), DevError> {
         if !code_ok(chain_code) {
-            return Err(DevError::invalid("chain_code", chain_code, "Invalid Chain Code"));
+            return Err(DevError::invalid(
+                "chain_code",
+                chain_code,
+                "Invalid Chain Code",
+            ));
         }
         if !(token_code == "*" || code_ok(token_code)) {
-            return Err(DevError::invalid("token_code", token_code, "Invalid Token Code"));
+            return Err(DevError::invalid(
+                "token_code",
+                token_code,
+                "Invalid Token Code",
+            ));
         }
         if public_address.len() > 128 || public_address.chars().any(char::is_whitespace) {
             return Err(DevError::invalid(
@@ -432,10 +442,15 @@ impl DevChain {
                 "Invalid Public Address",
             ));
         }
-        let (chain_code, token_code) = (chain_code.to_ascii_uppercase(), token_code.to_ascii_uppercase());
+        let (chain_code, token_code) = (
+            chain_code.to_ascii_uppercase(),
+            token_code.to_ascii_uppercase(),
+        );
         self.with_address(address, |rec| {
-            rec.addresses
-                .retain(|t| !(t.chain_code.eq_ignore_ascii_case(&chain_code) && t.token_code.eq_ignore_ascii_case(&token_code)));
+            rec.addresses.retain(|t| {
+                !(t.chain_code.eq_ignore_ascii_case(&chain_code)
+                    && t.token_code.eq_ignore_ascii_case(&token_code))
+            });
             if !public_address.is_empty() {
                 rec.addresses.push(TokenPubAddr {
                     token_code,
@@ -552,13 +567,25 @@ impl DevChain {
         let chain_code = str_field(req, "chain_code")?;
         let addr = raw.to_ascii_lowercase();
         if !name_format_ok(&addr) || !addr.contains('@') || addr.starts_with('@') {
-            return Err(DevError::invalid("fio_address", &addr, "Invalid FIO Address"));
+            return Err(DevError::invalid(
+                "fio_address",
+                &addr,
+                "Invalid FIO Address",
+            ));
         }
         if !(token_code == "*" || code_ok(&token_code)) {
-            return Err(DevError::invalid("token_code", &token_code, "Invalid Token Code"));
+            return Err(DevError::invalid(
+                "token_code",
+                &token_code,
+                "Invalid Token Code",
+            ));
         }
         if !code_ok(&chain_code) {
-            return Err(DevError::invalid("chain_code", &chain_code, "Invalid Chain Code"));
+            return Err(DevError::invalid(
+                "chain_code",
+                &chain_code,
+                "Invalid Chain Code",
+            ));
         }
         self.read(|s| {
             let domain = fio_l2_protocol::address::domain_of(&addr);
@@ -567,7 +594,11 @@ impl DevChain {
                 .get(domain)
                 .ok_or_else(|| DevError::not_found("Public address not found"))?;
             if now_unix() > d.expiration {
-                return Err(DevError::invalid("fio_address", &raw, "Invalid FIO Address"));
+                return Err(DevError::invalid(
+                    "fio_address",
+                    &raw,
+                    "Invalid FIO Address",
+                ));
             }
             let a = s
                 .addresses
@@ -583,7 +614,11 @@ impl DevChain {
         let raw = str_field(req, "fio_address")?;
         let addr = raw.to_ascii_lowercase();
         if !name_format_ok(&addr) {
-            return Err(DevError::invalid("fio_address", &addr, "Invalid FIO Address"));
+            return Err(DevError::invalid(
+                "fio_address",
+                &addr,
+                "Invalid FIO Address",
+            ));
         }
         self.read(|s| {
             let a = s
@@ -600,7 +635,11 @@ impl DevChain {
                 .get(&a.domain)
                 .ok_or_else(|| DevError::not_found("Public address not found"))?;
             if now_unix() > d.expiration {
-                return Err(DevError::invalid("fio_address", &raw, "Invalid FIO Address"));
+                return Err(DevError::invalid(
+                    "fio_address",
+                    &raw,
+                    "Invalid FIO Address",
+                ));
             }
             lookup_pub_address(&a.addresses, "FIO", "FIO")
                 .map(|p| json!({ "encrypt_public_key": p }))
@@ -683,7 +722,7 @@ impl DevChain {
                 "fionames" => s
                     .addresses
                     .values()
-                    .filter_map(|a| {
+                    .map(|a| {
                         let owner = owner_u64(s, &a.owner_public_key);
                         let key = match index {
                             1 => u128::from(a.id),
@@ -692,7 +731,7 @@ impl DevChain {
                             4 => u128::from(owner),
                             _ => hash128(&a.name),
                         };
-                        Some((key, fioname_row(a, owner)))
+                        (key, fioname_row(a, owner))
                     })
                     .collect(),
                 "domains" => s
@@ -719,7 +758,9 @@ impl DevChain {
             if q.scope != "fio.address" {
                 rows.clear();
             }
-            rows.retain(|(k, _)| lower.map_or(true, |l| *k >= l) && upper.map_or(true, |u| *k <= u));
+            rows.retain(|(k, _)| {
+                !matches!(lower, Some(l) if *k < l) && !matches!(upper, Some(u) if *k > u)
+            });
             rows.sort_by_key(|(k, _)| *k);
             let more = rows.len() > limit;
             rows.truncate(limit);
@@ -799,9 +840,9 @@ fn parse_bound(b: &str) -> Result<Option<u128>, DevError> {
 
 /// The chain's pick: exact chain/token match, else the chain's `*` token.
 fn lookup_pub_address(list: &[TokenPubAddr], chain: &str, token: &str) -> Option<String> {
-    let exact = list
-        .iter()
-        .find(|t| t.chain_code.eq_ignore_ascii_case(chain) && t.token_code.eq_ignore_ascii_case(token));
+    let exact = list.iter().find(|t| {
+        t.chain_code.eq_ignore_ascii_case(chain) && t.token_code.eq_ignore_ascii_case(token)
+    });
     let any = || {
         list.iter()
             .find(|t| t.chain_code.eq_ignore_ascii_case(chain) && t.token_code == "*")
@@ -836,7 +877,8 @@ fn parse_body(body: &Bytes) -> Result<Value, DevError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| DevError::parse_error(&e.to_string()))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| DevError::parse_error(&e.to_string()))?;
     if !v.is_object() {
         return Err(DevError::parse_error("Bad Cast: body is not an object"));
     }
@@ -944,14 +986,11 @@ struct ExpireBody {
 }
 
 fn dev_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, DevError> {
-    serde_json::from_slice(body).map_err(|e| DevError::invalid("body", "", &format!("Invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| DevError::invalid("body", "", &format!("Invalid JSON body: {e}")))
 }
 
-fn dev_action(
-    dc: &DevChain,
-    action: &str,
-    body: &Bytes,
-) -> Result<Value, DevError> {
+fn dev_action(dc: &DevChain, action: &str, body: &Bytes) -> Result<Value, DevError> {
     match action {
         "register_domain" => {
             let b: RegisterDomainBody = dev_body(body)?;
@@ -963,8 +1002,10 @@ fn dev_action(
             let b: RegisterAddressBody = dev_body(body)?;
             let owner = parse_key("owner_public_key", &b.owner_public_key)?;
             let (rec, domain_registered) = dc.register_address(&b.address, &owner)?;
-            Ok(json!({"status": "OK", "address": rec, "actor": owner.actor(),
-                      "domain_registered": domain_registered}))
+            Ok(
+                json!({"status": "OK", "address": rec, "actor": owner.actor(),
+                      "domain_registered": domain_registered}),
+            )
         }
         "set_encrypt_key" => {
             let b: EncryptKeyBody = dev_body(body)?;
@@ -1043,7 +1084,10 @@ async fn dev_state(State(dc): State<DevChain>) -> Response {
 /// The dev chain's HTTP routes (`/v1/chain/*` and `/v1/dev/*`).
 pub fn router(chain: DevChain) -> Router {
     Router::new()
-        .route("/v1/chain/{endpoint}", post(chain_endpoint).get(chain_endpoint))
+        .route(
+            "/v1/chain/{endpoint}",
+            post(chain_endpoint).get(chain_endpoint),
+        )
         .route("/v1/dev/stats", get(dev_stats))
         .route("/v1/dev/state", get(dev_state))
         .route("/v1/dev/{action}", post(dev_post))
@@ -1092,7 +1136,10 @@ impl Drop for DevChainServer {
 
 /// Open the dev chain in `data_dir` and serve it on `listen` (port 0 picks a
 /// free port; see `addr`). Must be called inside a tokio runtime.
-pub async fn serve(listen: SocketAddr, data_dir: impl AsRef<Path>) -> std::io::Result<DevChainServer> {
+pub async fn serve(
+    listen: SocketAddr,
+    data_dir: impl AsRef<Path>,
+) -> std::io::Result<DevChainServer> {
     let chain = DevChain::open(data_dir)?;
     serve_chain(listen, chain).await
 }
@@ -1107,7 +1154,10 @@ pub async fn serve_chain(listen: SocketAddr, chain: DevChain) -> std::io::Result
         let shutdown = async {
             let _ = rx.await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "dev chain server stopped");
         }
     });
