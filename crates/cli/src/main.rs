@@ -3,6 +3,7 @@
 
 mod cmd_bench;
 mod cmd_crypto;
+mod cmd_devchain;
 mod cmd_key;
 mod cmd_message;
 mod cmd_sig;
@@ -38,6 +39,8 @@ enum Command {
     Sig(cmd_sig::SigCommand),
     /// Measure the protocol's hot operations on this machine.
     Bench(cmd_bench::BenchArgs),
+    /// Run a local FIO dev chain (`--listen`, `--data`), or set names up on one.
+    Devchain(cmd_devchain::DevchainArgs),
 }
 
 fn main() {
@@ -60,6 +63,7 @@ fn main() {
         Command::Message(c) => cmd_message::run(c),
         Command::Sig(c) => cmd_sig::run(c),
         Command::Bench(a) => cmd_bench::run(a),
+        Command::Devchain(a) => cmd_devchain::run(a),
     };
     if let Err(e) = result {
         eprintln!("fio-l2: {e}");
