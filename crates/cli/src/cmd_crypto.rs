@@ -1,6 +1,6 @@
 use crate::util::{print_json, PrivateKeyArgs};
 use clap::Args;
-use fio_l2_protocol::cipher::{decrypt_content, encrypt_content, random_iv, shared_secret};
+use fio_l2_protocol::cipher::{decrypt_content_between, encrypt_content, random_iv, shared_secret};
 use fio_l2_protocol::PublicKey;
 
 #[derive(Args)]

@@ -16,10 +16,43 @@ type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
 /// Standard base64 with padding, strict on decode (canonical trailing bits).
 pub const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// `SHA-512(x)` where x is the x coordinate of `d_A * Q_B`.
+/// `SHA-512(x)` where x is the x coordinate of `d_A * Q_B` in big-endian
+/// form **without leading zero bytes**, exactly as fiojs computes it (its
+/// `getSharedSecret` hashes `affineX.toBuffer(...)` unpadded). For the 255 of
+/// 256 key pairs whose x has no leading zero this is the 32-byte x of
+/// fio-standards.md section 4; see docs/protocol-notes.md for the rest.
 pub fn shared_secret(private: &PrivateKey, public: &PublicKey) -> [u8; 64] {
+    shared_secrets(private, public).0
+}
+
+/// The fiojs secret, and the secret of the full 32-byte x when the two differ
+/// (x below 2^248). Decryption tries both: the MAC tells which one the sender used.
+pub fn shared_secrets(private: &PrivateKey, public: &PublicKey) -> ([u8; 64], Option<[u8; 64]>) {
     let point = secp256k1::ecdh::shared_secret_point(&public.0, &private.0);
-    sha512(&point[..32])
+    let x = &point[..32];
+    let zeros = x.iter().take_while(|b| **b == 0).count();
+    if zeros == 0 {
+        (sha512(x), None)
+    } else {
+        (sha512(&x[zeros..]), Some(sha512(x)))
+    }
+}
+
+/// Decrypt content between `private` and `public` under either form of the
+/// shared secret (fiojs's first); the one whose MAC verifies wins.
+pub fn decrypt_content_between(
+    private: &PrivateKey,
+    public: &PublicKey,
+    type_name: &str,
+    b64: &str,
+) -> Result<serde_json::Value> {
+    let (fiojs_form, padded_form) = shared_secrets(private, public);
+    match decrypt_content(&fiojs_form, type_name, b64) {
+        Err(e) if e.code == ErrorCode::MacMismatch && padded_form.is_some() => {
+            decrypt_content(&padded_form.expect("checked"), type_name, b64)
+        }
+        other => other,
+    }
 }
 
 fn split_keys(secret: &[u8; 64]) -> ([u8; 32], [u8; 32]) {
@@ -146,6 +179,27 @@ mod tests {
         let back = decrypt_content(&s2, "new_funds_content", &b64).unwrap();
         assert_eq!(back["payee_public_address"], "purse.alice");
         assert!(back["memo"].is_null());
+    }
+
+    #[test]
+    fn leading_zero_x_follows_fiojs() {
+        // Found by the fiojs interop test: x(alice, seed "zero-x-174") starts
+        // with 0x00; fiojs hashes the 31 bytes after it.
+        let alice = PrivateKey::from_seed("alice");
+        let other = PrivateKey::from_seed("zero-x-174");
+        let (fiojs_form, padded) = shared_secrets(&alice, &other.public_key());
+        assert_eq!(hex::encode(fiojs_form), "0deb7a6140a706ad9b24402e67a39813a96155d3246456bb0b7e853f212a14644b006ae1975d3c1201ae5d2d5d937059f85baa45e9a9142f522ffe9f104c34ea");
+        assert_eq!(hex::encode(padded.unwrap()), "e65c5fa653ae4fb29d477d3419b8519f64b5e9f752b2352e024d6d8936ca2ef93d10f8bf3eef669e35e4049b3ea352e6506d41701e7175f6a97292298874a79b");
+        assert_eq!(shared_secret(&other, &alice.public_key()), fiojs_form);
+        // Content made with either form decrypts.
+        let c = serde_json::json!({"body": "hi"});
+        for secret in [fiojs_form, padded.unwrap()] {
+            let b64 = encrypt_content(&secret, "text_message_content", &c, &[9u8; 16]).unwrap();
+            let back = decrypt_content_between(&other, &alice.public_key(), "text_message_content", &b64).unwrap();
+            assert_eq!(back["body"], "hi");
+        }
+        // Keys without the leading zero have one form only.
+        assert!(shared_secrets(&alice, &PrivateKey::from_seed("bob").public_key()).1.is_none());
     }
 
     #[test]
