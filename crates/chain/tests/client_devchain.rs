@@ -444,8 +444,10 @@ async fn cache_hits_and_expiry() {
     )
     .await;
     let mut cfg = test_config(&[dc.url()]);
-    cfg.positive_ttl = Duration::from_millis(300);
-    cfg.negative_ttl = Duration::from_millis(100);
+    // Generous lifetimes so a loaded machine cannot expire them between
+    // back-to-back asks; the sleeps below outlast them.
+    cfg.positive_ttl = Duration::from_millis(1500);
+    cfg.negative_ttl = Duration::from_millis(500);
     let c = HttpChain::new(cfg).expect("client");
 
     for _ in 0..3 {
@@ -468,13 +470,13 @@ async fn cache_hits_and_expiry() {
         Ok(Ownership::NotOwned)
     );
     assert_eq!(count(&dc, "get_fio_names"), 2);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(550)).await;
     assert_eq!(
         c.check_owner(&bob, "alice@dev").await,
         Ok(Ownership::NotOwned)
     );
     assert_eq!(count(&dc, "get_fio_names"), 3);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(c
         .check_owner(&alice, "alice@dev")
         .await
