@@ -2,3 +2,4 @@
 //! FIO Chain, stores them durably and serves each inbox to its owner.
 
 pub mod storage;
+pub mod writer;
