@@ -57,8 +57,7 @@ pub fn encrypt(a: EncryptArgs) -> Result<(), String> {
 pub fn decrypt(a: DecryptArgs) -> Result<(), String> {
     let private = a.key.load()?;
     let public = PublicKey::parse(&a.public_key).map_err(|e| e.to_string())?;
-    let secret = shared_secret(&private, &public);
-    let v =
-        decrypt_content(&secret, &a.content_type, a.base64.trim()).map_err(|e| e.to_string())?;
+    let v = decrypt_content_between(&private, &public, &a.content_type, a.base64.trim())
+        .map_err(|e| e.to_string())?;
     print_json(&v)
 }
