@@ -2,10 +2,12 @@
 //! stdout, errors on stderr, exit status 1 on any error.
 
 mod cmd_bench;
+mod cmd_client;
 mod cmd_crypto;
 mod cmd_devchain;
 mod cmd_key;
 mod cmd_message;
+mod cmd_node;
 mod cmd_sig;
 mod util;
 
@@ -37,6 +39,14 @@ enum Command {
     /// Low-level signature and ECDH operations on raw digests (for wallets and interop tests).
     #[command(subcommand)]
     Sig(cmd_sig::SigCommand),
+    /// Run a relay node.
+    Node(cmd_node::NodeArgs),
+    /// Encrypt, sign and submit a message to a node (looks up the recipient's encrypt key on the chain).
+    Send(cmd_client::SendArgs),
+    /// Read an inbox with an owner proof; verifies and decrypts every message.
+    Inbox(cmd_client::InboxArgs),
+    /// Delete messages from an inbox (owner proof).
+    Ack(cmd_client::AckArgs),
     /// Measure the protocol's hot operations on this machine.
     Bench(cmd_bench::BenchArgs),
     /// Run a local FIO dev chain (`--listen`, `--data`), or set names up on one.
@@ -62,6 +72,10 @@ fn main() {
         Command::Decrypt(a) => cmd_crypto::decrypt(a),
         Command::Message(c) => cmd_message::run(c),
         Command::Sig(c) => cmd_sig::run(c),
+        Command::Node(a) => cmd_node::run(a),
+        Command::Send(a) => cmd_client::send(a),
+        Command::Inbox(a) => cmd_client::inbox(a),
+        Command::Ack(a) => cmd_client::ack(a),
         Command::Bench(a) => cmd_bench::run(a),
         Command::Devchain(a) => cmd_devchain::run(a),
     };

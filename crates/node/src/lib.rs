@@ -1,5 +1,14 @@
 //! The fio-l2 relay node: accepts signed messages, checks them against the
 //! FIO Chain, stores them durably and serves each inbox to its owner.
+//! See ARCHITECTURE.md for the codemap and docs/api.md for the HTTP API.
 
+pub mod admission;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod server;
+pub mod state;
 pub mod storage;
 pub mod writer;

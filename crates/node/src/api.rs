@@ -1,0 +1,476 @@
+//! HTTP routes: thin handlers over admission, storage and auth (docs/api.md).
+
+use crate::admission::{admit, Admitted};
+use crate::auth::{self, RequestParts};
+use crate::error::ApiError;
+use crate::state::{now_unix, NodeState};
+use crate::storage::{Order, StoredEntry};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fio_l2_chain::{ChainError, Ownership};
+use fio_l2_protocol::{validate_address, SignedMessage};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+pub fn router(state: Arc<NodeState>) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/info", get(info))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/messages", post(post_messages))
+        .route("/v1/inbox/{address}", get(get_inbox))
+        .route("/v1/inbox/{address}/ack", post(post_ack))
+        .route("/v1/inbox/{address}/events", get(get_events))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn health(State(st): State<Arc<NodeState>>) -> Response {
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || store.count()).await {
+        Ok(Ok(n)) => Json(json!({"status": "ok", "messages": n})).into_response(),
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "storage does not answer",
+        )
+        .into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+pub fn info_value(st: &NodeState) -> Value {
+    let l = &st.config.limits;
+    let chain = st.chain.metrics();
+    json!({
+        "software": "fio-l2",
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol_versions": [1],
+        "chain_id": hex::encode(st.chain_id),
+        "node_id": st.node_id,
+        "dev": st.config.dev,
+        "limits": {
+            "max_content_bytes": l.max_content_bytes,
+            "max_envelope_bytes": st.max_envelope_bytes(),
+            "max_body_bytes": l.max_body_bytes,
+            "max_batch": l.max_batch,
+            "max_ttl_secs": l.max_ttl_secs,
+            "max_clock_skew_secs": l.max_clock_skew_secs,
+            "proof_window_secs": l.proof_window_secs,
+            "max_page": l.max_page,
+        },
+        "policy": {
+            "senders": "owners of a registered FIO Address with a usable domain",
+            "min_pow_bits": 0,
+        },
+        "stats": {
+            "accepted": st.counters.accepted.load(std::sync::atomic::Ordering::Relaxed),
+            "duplicates": st.counters.duplicates.load(std::sync::atomic::Ordering::Relaxed),
+            "refused": st.counters.refused.load(std::sync::atomic::Ordering::Relaxed),
+            "chain_requests": chain.requests,
+            "chain_cache_hits": chain.cache_hits,
+        },
+    })
+}
+
+async fn info(State(st): State<Arc<NodeState>>) -> Json<Value> {
+    Json(info_value(&st))
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is larger than max_body_bytes",
+        )
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text())
+    }
+}
+
+/// `POST /v1/messages`: one envelope, or a JSON array of them.
+async fn post_messages(
+    State(st): State<Arc<NodeState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_error(e).into_response(),
+    };
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first != Some(b'[') {
+        return match admit(&st, &body).await {
+            Ok(Admitted { status, body }) => (status, Json(body)).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
+    let items: Vec<Box<serde_json::value::RawValue>> = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("malformed JSON array: {e}"),
+            )
+            .into_response()
+        }
+    };
+    if items.is_empty() {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_batch",
+            "the array holds no envelope",
+        )
+        .into_response();
+    }
+    if items.len() > st.config.limits.max_batch {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "at most {} envelopes per request",
+                st.config.limits.max_batch
+            ),
+        )
+        .into_response();
+    }
+    // Concurrently, so that the durable writer commits them as one group.
+    let results =
+        futures_util::future::join_all(items.iter().map(|raw| admit(&st, raw.get().as_bytes())))
+            .await;
+    let results: Vec<Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(a) => {
+                let mut b = a.body;
+                b["http_status"] = json!(a.status.as_u16());
+                b
+            }
+            Err(e) => {
+                let mut b = e.body();
+                b["http_status"] = json!(e.status.as_u16());
+                b
+            }
+        })
+        .collect();
+    (StatusCode::OK, Json(json!({ "results": results }))).into_response()
+}
+
+/// Validates the path address and the owner proof, then asks the chain.
+async fn authorize(
+    st: &NodeState,
+    address: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    validate_address(address).map_err(ApiError::from)?;
+    let proof = auth::parse_headers(headers)?;
+    let path_and_query = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or(uri.path());
+    let req = RequestParts {
+        method: method.as_str(),
+        path_and_query,
+        body,
+    };
+    auth::verify(
+        &proof,
+        address,
+        &st.chain_id,
+        &st.node_id,
+        st.config.limits.proof_window_secs,
+        now_unix(),
+        &req,
+        &st.replay,
+    )?;
+    match st.chain.check_owner(&proof.key, address).await {
+        Ok(Ownership::Owned { .. }) => Ok(()),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_owner",
+            format!("the proof's key does not own {address}"),
+        )),
+        Err(ChainError::Unavailable(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "chain_unavailable",
+            "the FIO Chain cannot be reached to check ownership",
+        )
+        .retry_after(5)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_owner",
+            e.message().to_string(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxQuery {
+    order: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<u64>,
+}
+
+fn parse_order(o: Option<&str>) -> Result<Order, ApiError> {
+    match o.unwrap_or("newest") {
+        "newest" => Ok(Order::NewestFirst),
+        "oldest" => Ok(Order::OldestFirst),
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("order must be newest or oldest, not {other:?}"),
+        )),
+    }
+}
+
+fn entry_json(e: &StoredEntry) -> Result<Value, ApiError> {
+    let msg = SignedMessage::from_binary(&e.binary).map_err(|err| {
+        tracing::error!(
+            "stored message {} does not decode: {err}",
+            hex::encode(e.id)
+        );
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "corrupt_message",
+            "a stored message does not decode",
+        )
+    })?;
+    Ok(json!({"seq": e.seq, "envelope": msg.to_json_value(true)}))
+}
+
+/// `GET /v1/inbox/{address}?order=newest|oldest&limit=N&cursor=SEQ` (owner proof).
+async fn get_inbox(
+    State(st): State<Arc<NodeState>>,
+    Path(address): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<InboxQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let order = parse_order(q.order.as_deref())?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > st.config.limits.max_page {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("limit must be 1..{}", st.config.limits.max_page),
+        ));
+    }
+    authorize(&st, &address, &method, &uri, &headers, b"").await?;
+    let store = st.store.clone();
+    let now = now_unix() as u32;
+    let entries = tokio::task::spawn_blocking(move || {
+        store.list_inbox(&address, q.cursor, limit, order, now)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            e.to_string(),
+        )
+    })?;
+    let messages = entries
+        .iter()
+        .map(entry_json)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.seq.to_string()))
+        .flatten();
+    Ok(Json(json!({"messages": messages, "next_cursor": next})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    ids: Vec<String>,
+}
+
+/// `POST /v1/inbox/{address}/ack` with `{"ids":[...]}` (owner proof covering the body).
+async fn post_ack(
+    State(st): State<Arc<NodeState>>,
+    Path(address): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(body_error)?;
+    let ack: AckBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("expected {{\"ids\":[...]}}: {e}"),
+        )
+    })?;
+    if ack.ids.is_empty() || ack.ids.len() > st.config.limits.max_page {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_ids",
+            format!("ids must hold 1..{} message ids", st.config.limits.max_page),
+        ));
+    }
+    let ids = ack
+        .ids
+        .iter()
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .filter(|_| h.bytes().all(|b| !b.is_ascii_uppercase()))
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_ids",
+                        format!(
+                            "not a message id: {:?}",
+                            h.chars().take(70).collect::<String>()
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    authorize(&st, &address, &method, &uri, &headers, &body).await?;
+    let store = st.store.clone();
+    let addr = address.clone();
+    let ids2 = ids.clone();
+    let done = tokio::task::spawn_blocking(move || store.delete(&addr, &ids2))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            )
+        })?;
+    let (mut deleted, mut not_found) = (vec![], vec![]);
+    for (id, ok) in ids.iter().zip(done) {
+        if ok {
+            deleted.push(hex::encode(id))
+        } else {
+            not_found.push(hex::encode(id))
+        }
+    }
+    Ok(Json(json!({"deleted": deleted, "not_found": not_found})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    since: Option<u64>,
+}
+
+/// `GET /v1/inbox/{address}/events[?since=SEQ]` (owner proof): Server-Sent
+/// Events. With `since` (or Last-Event-ID), stored messages after that seq
+/// come first, then each newly accepted one as it is committed.
+async fn get_events(
+    State(st): State<Arc<NodeState>>,
+    Path(address): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    authorize(&st, &address, &method, &uri, &headers, b"").await?;
+    let permit = st
+        .subscription_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_subscriptions",
+                "the node has no room for another subscription",
+            )
+            .retry_after(30)
+        })?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    let since = q.since.or(last_event_id);
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let rx = st.hub.subscribe(&address);
+    let mut backlog = vec![];
+    if let Some(since) = since {
+        let store = st.store.clone();
+        let addr = address.clone();
+        let limit = st.config.limits.max_page;
+        let now = now_unix() as u32;
+        let entries = tokio::task::spawn_blocking(move || {
+            store.list_inbox(&addr, Some(since), limit, Order::OldestFirst, now)
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            )
+        })?;
+        for e in &entries {
+            backlog.push((e.seq, entry_json(e)?.to_string()));
+        }
+    }
+    let high_water = backlog.last().map(|(s, _)| *s).unwrap_or(0);
+    let backlog_stream = stream::iter(backlog.into_iter().map(|(seq, data)| {
+        Ok(Event::default()
+            .event("message")
+            .id(seq.to_string())
+            .data(data))
+    }));
+    let live = stream::unfold((rx, permit), move |(mut rx, permit)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) if ev.seq <= high_water => continue,
+                Ok(ev) => {
+                    let e = Event::default()
+                        .event("message")
+                        .id(ev.seq.to_string())
+                        .data(ev.json.clone());
+                    return Some((Ok(e), (rx, permit)));
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let e = Event::default()
+                        .event("lagged")
+                        .data(json!({"missed": n}).to_string());
+                    return Some((Ok(e), (rx, permit)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(backlog_stream.chain(live)).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,113 @@
+//! Node settings: command-line flags, environment variables (`FIO_L2_*`) and
+//! a TOML file, in that order of precedence. Limits are published in `/v1/info`.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Limits a client can rely on; all published in `/v1/info`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest decoded cipher text in `content`, bytes.
+    pub max_content_bytes: usize,
+    /// Largest request body, bytes (an array of envelopes included).
+    pub max_body_bytes: usize,
+    /// Most envelopes in one array submission.
+    pub max_batch: usize,
+    /// Longest time to live: `expires` at most this many seconds from now.
+    pub max_ttl_secs: u32,
+    /// Allowed clock skew for `created` (and `expires`), seconds.
+    pub max_clock_skew_secs: u32,
+    /// How far a read proof's time may be from the node's clock, seconds.
+    pub proof_window_secs: u32,
+    /// Most messages in one inbox page.
+    pub max_page: usize,
+    /// Most envelopes waiting for the durable writer; beyond it, 503.
+    pub write_queue: usize,
+    /// Most signature verifications running at once (CPU bound).
+    pub max_concurrent_verifications: usize,
+    /// Most live (SSE) subscriptions at once.
+    pub max_subscriptions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_content_bytes: 64 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_batch: 100,
+            max_ttl_secs: 30 * 24 * 3600,
+            max_clock_skew_secs: 300,
+            proof_window_secs: 120,
+            max_page: 500,
+            write_queue: 10_000,
+            max_concurrent_verifications: std::thread::available_parallelism()
+                .map(|n| n.get() * 4)
+                .unwrap_or(8),
+            max_subscriptions: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// FIO API base URLs; empty in dev mode.
+    pub fio_api: Vec<String>,
+    /// Embed a dev chain (served under this node's own `/v1/chain` and `/v1/dev`).
+    pub dev: bool,
+    pub limits: Limits,
+    /// Chain cache lifetimes, seconds (see docs/chain.md).
+    pub chain_positive_ttl_secs: u64,
+    pub chain_negative_ttl_secs: u64,
+    /// How often expired messages are purged, seconds.
+    pub purge_interval_secs: u64,
+}
+
+/// The TOML file's shape: every key optional; flags and environment win.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub fio_api: Option<Vec<String>>,
+    pub dev: Option<bool>,
+    pub limits: Option<Limits>,
+    pub chain_positive_ttl_secs: Option<u64>,
+    pub chain_negative_ttl_secs: Option<u64>,
+    pub purge_interval_secs: Option<u64>,
+    /// Peers (used by replication; accepted here so one file serves both).
+    pub peer: Option<Vec<String>>,
+}
+
+impl FileConfig {
+    pub fn load(path: &std::path::Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("bad config {}: {e}", path.display()))
+    }
+}
+
+impl NodeConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.dev && self.fio_api.is_empty() {
+            return Err(
+                "give at least one --fio-api URL, or --dev for an embedded dev chain".into(),
+            );
+        }
+        let l = &self.limits;
+        if l.max_batch == 0
+            || l.max_page == 0
+            || l.write_queue == 0
+            || l.max_concurrent_verifications == 0
+        {
+            return Err("limits must be positive".into());
+        }
+        if l.max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! Live delivery: one broadcast channel per recipient with at least one
+//! subscriber, so publishing costs nothing for inboxes nobody watches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// A newly accepted message, already rendered as the JSON a subscriber gets.
+#[derive(Debug)]
+pub struct InboxEvent {
+    pub seq: u64,
+    pub json: String,
+}
+
+pub struct Hub {
+    channels: Mutex<HashMap<String, broadcast::Sender<Arc<InboxEvent>>>>,
+    /// Events a slow subscriber may fall behind by before it is told it lagged.
+    capacity: usize,
+}
+
+impl Hub {
+    pub fn new(capacity: usize) -> Self {
+        Hub {
+            channels: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    pub fn subscribe(&self, recipient: &str) -> broadcast::Receiver<Arc<InboxEvent>> {
+        let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        ch.entry(recipient.to_string())
+            .or_insert_with(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
+
+    pub fn publish(&self, recipient: &str, event: InboxEvent) {
+        let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = ch.get(recipient) {
+            if tx.receiver_count() == 0 || tx.send(Arc::new(event)).is_err() {
+                ch.remove(recipient);
+            }
+        }
+    }
+
+    pub fn subscriber_channels(&self) -> usize {
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}

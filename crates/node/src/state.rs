@@ -1,0 +1,64 @@
+//! Everything a request handler needs, shared behind one `Arc`.
+
+use crate::auth::ReplayGuard;
+use crate::config::NodeConfig;
+use crate::events::Hub;
+use crate::storage::Store;
+use crate::writer::WriterHandle;
+use fio_l2_chain::Chain;
+use fio_l2_protocol::TimePolicy;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+pub struct NodeState {
+    pub config: NodeConfig,
+    pub chain_id: [u8; 32],
+    /// This node's identity in owner proofs; random, persisted in the data dir.
+    pub node_id: String,
+    pub store: Arc<dyn Store>,
+    pub writer: WriterHandle,
+    pub chain: Arc<dyn Chain>,
+    pub hub: Hub,
+    pub replay: ReplayGuard,
+    /// Bounds CPU-bound signature checks running at once.
+    pub verify_slots: Semaphore,
+    /// Bounds live subscriptions.
+    pub subscription_slots: Arc<Semaphore>,
+    pub counters: Counters,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl NodeState {
+    pub fn time_policy(&self) -> TimePolicy {
+        TimePolicy {
+            max_clock_skew: self.config.limits.max_clock_skew_secs,
+            max_ttl: self.config.limits.max_ttl_secs,
+        }
+    }
+
+    /// Largest single envelope body: base64 of the largest content plus room
+    /// for the other fields.
+    pub fn max_envelope_bytes(&self) -> usize {
+        self.config.limits.max_content_bytes.div_ceil(3) * 4 + 2048
+    }
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
