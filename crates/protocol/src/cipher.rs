@@ -195,11 +195,17 @@ mod tests {
         let c = serde_json::json!({"body": "hi"});
         for secret in [fiojs_form, padded.unwrap()] {
             let b64 = encrypt_content(&secret, "text_message_content", &c, &[9u8; 16]).unwrap();
-            let back = decrypt_content_between(&other, &alice.public_key(), "text_message_content", &b64).unwrap();
+            let back =
+                decrypt_content_between(&other, &alice.public_key(), "text_message_content", &b64)
+                    .unwrap();
             assert_eq!(back["body"], "hi");
         }
         // Keys without the leading zero have one form only.
-        assert!(shared_secrets(&alice, &PrivateKey::from_seed("bob").public_key()).1.is_none());
+        assert!(
+            shared_secrets(&alice, &PrivateKey::from_seed("bob").public_key())
+                .1
+                .is_none()
+        );
     }
 
     #[test]
