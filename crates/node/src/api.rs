@@ -197,16 +197,13 @@ async fn authorize(
         path_and_query,
         body,
     };
-    auth::verify(
-        &proof,
-        address,
-        &st.chain_id,
-        &st.node_id,
-        st.config.limits.proof_window_secs,
-        now_unix(),
-        &req,
-        &st.replay,
-    )?;
+    let check = auth::ProofCheck {
+        chain_id: &st.chain_id,
+        node_id: &st.node_id,
+        window: st.config.limits.proof_window_secs,
+        replay: &st.replay,
+    };
+    check.verify(&proof, address, now_unix(), &req)?;
     match st.chain.check_owner(&proof.key, address).await {
         Ok(Ownership::Owned { .. }) => Ok(()),
         Ok(_) => Err(ApiError::new(

@@ -170,59 +170,71 @@ impl ReplayGuard {
     }
 }
 
-/// Checks in order of cost: node, window, address, signature, then replay.
-/// Ownership on the chain is the caller's next step.
-pub fn verify(
-    proof: &OwnerProof,
-    path_address: &str,
-    chain_id: &[u8; 32],
-    node_id: &str,
-    window: u32,
-    now: u64,
-    req: &RequestParts,
-    replay: &ReplayGuard,
-) -> Result<(), ApiError> {
-    if proof.node_id != node_id {
-        return Err(unauthorized(
-            "proof_wrong_node",
-            "the proof was made for another node",
-        ));
+/// What a node checks a proof against.
+pub struct ProofCheck<'a> {
+    pub chain_id: &'a [u8; 32],
+    pub node_id: &'a str,
+    /// Allowed distance of the proof's time from `now`, seconds.
+    pub window: u32,
+    pub replay: &'a ReplayGuard,
+}
+
+impl ProofCheck<'_> {
+    /// Checks in order of cost: node, window, address, signature, then replay.
+    /// Ownership on the chain is the caller's next step.
+    pub fn verify(
+        &self,
+        proof: &OwnerProof,
+        path_address: &str,
+        now: u64,
+        req: &RequestParts,
+    ) -> Result<(), ApiError> {
+        let window = u64::from(self.window);
+        if proof.node_id != self.node_id {
+            return Err(unauthorized(
+                "proof_wrong_node",
+                "the proof was made for another node",
+            ));
+        }
+        if proof.time.saturating_add(window) < now || proof.time > now + window {
+            return Err(unauthorized(
+                "proof_expired",
+                format!("the proof's time is more than {window} s from the node's clock"),
+            ));
+        }
+        if proof.address != path_address {
+            return Err(unauthorized(
+                "proof_address_mismatch",
+                "the proof is for another address",
+            ));
+        }
+        let text = proof_text(
+            self.chain_id,
+            self.node_id,
+            &proof.address,
+            proof.time,
+            &proof.nonce,
+            req,
+        );
+        proof
+            .signature
+            .verify(&proof_digest(&text), &proof.key)
+            .map_err(|_| {
+                unauthorized(
+                    "proof_bad_signature",
+                    "the proof's signature does not match this request and key",
+                )
+            })?;
+        let replay_key = format!("{}/{}", proof.address, proof.nonce);
+        if !self
+            .replay
+            .first_use(replay_key, now + 2 * window + 1, now)?
+        {
+            return Err(unauthorized(
+                "proof_replayed",
+                "this proof was already used",
+            ));
+        }
+        Ok(())
     }
-    if proof.time.saturating_add(u64::from(window)) < now || proof.time > now + u64::from(window) {
-        return Err(unauthorized(
-            "proof_expired",
-            format!("the proof's time is more than {window} s from the node's clock"),
-        ));
-    }
-    if proof.address != path_address {
-        return Err(unauthorized(
-            "proof_address_mismatch",
-            "the proof is for another address",
-        ));
-    }
-    let text = proof_text(
-        chain_id,
-        node_id,
-        &proof.address,
-        proof.time,
-        &proof.nonce,
-        req,
-    );
-    proof
-        .signature
-        .verify(&proof_digest(&text), &proof.key)
-        .map_err(|_| {
-            unauthorized(
-                "proof_bad_signature",
-                "the proof's signature does not match this request and key",
-            )
-        })?;
-    let replay_key = format!("{}/{}", proof.address, proof.nonce);
-    if !replay.first_use(replay_key, now + 2 * u64::from(window) + 1, now)? {
-        return Err(unauthorized(
-            "proof_replayed",
-            "this proof was already used",
-        ));
-    }
-    Ok(())
 }

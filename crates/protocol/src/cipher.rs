@@ -78,7 +78,7 @@ pub fn encrypt_bytes(secret: &[u8; 64], plaintext: &[u8], iv: &[u8; 16]) -> Vec<
 
 /// The cipher text shape the protocol requires: IV, at least one block, MAC.
 pub fn check_cipher_shape(len: usize) -> Result<()> {
-    if len < 64 || (len - 48) % 16 != 0 {
+    if len < 64 || !(len - 48).is_multiple_of(16) {
         return Err(Error::new(
             ErrorCode::BadCipherText,
             format!("cipher text must be IV(16) + n*16 + MAC(32) bytes with n >= 1, got {len}"),
