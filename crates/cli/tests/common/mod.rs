@@ -1,0 +1,358 @@
+//! Shared helpers for the integration tests of the `fio-l2` binary: start real
+//! node processes (killed on drop, also on panic), register names on their
+//! embedded dev chain, build and sign envelopes, make owner proofs, read inboxes.
+#![allow(dead_code)]
+
+use fio_l2_node::auth::{make_proof_headers, RequestParts};
+use fio_l2_protocol::cipher::{encrypt_content, random_iv, shared_secret};
+use fio_l2_protocol::envelope::parse_chain_id;
+use fio_l2_protocol::{Message, PrivateKey, SignedMessage};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fio-l2");
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn now32() -> u32 {
+    u32::try_from(now()).unwrap()
+}
+
+/// A `fio-l2 node --dev` child process. Dropping it kills it (SIGKILL) and reaps it.
+pub struct Node {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    pub url: String,
+    pub chain_id: [u8; 32],
+    pub node_id: String,
+    pub data: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// Start a dev node on 127.0.0.1:0 with data dir `data`; waits for its ready line.
+    pub fn start(data: &Path, extra: &[&str]) -> Node {
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.with_extension(format!(
+            "{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["node", "--dev", "--listen", "127.0.0.1:0", "--log", "warn"])
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn fio-l2 node");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let n = out.read_line(&mut line).unwrap_or(0);
+        if n == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "node did not print its ready line; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let ready: Value = serde_json::from_str(line.trim()).expect("ready line is JSON");
+        Node {
+            child,
+            _stdout: out,
+            url: ready["url"].as_str().unwrap().to_string(),
+            chain_id: parse_chain_id(ready["chain_id"].as_str().unwrap()).unwrap(),
+            node_id: ready["node_id"].as_str().unwrap().to_string(),
+            data: data.to_path_buf(),
+            log,
+        }
+    }
+
+    /// SIGKILL now (no graceful shutdown), and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A FIO Address and the key that owns it.
+#[derive(Clone)]
+pub struct Party {
+    pub key: PrivateKey,
+    pub address: String,
+}
+
+impl Party {
+    pub fn new(seed: &str, address: &str) -> Party {
+        Party {
+            key: PrivateKey::from_seed(seed),
+            address: address.to_string(),
+        }
+    }
+    pub fn pubkey(&self) -> String {
+        self.key.public_key().to_fio_string()
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Register `p.address` to `p.key` on the node's dev chain.
+pub async fn register(c: &reqwest::Client, url: &str, p: &Party) {
+    let r = c
+        .post(format!("{url}/v1/dev/register_address"))
+        .json(&json!({"address": p.address, "owner_public_key": p.pubkey()}))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    let body = r.text().await.unwrap();
+    assert!(st.is_success(), "register {}: {st} {body}", p.address);
+}
+
+pub fn funds(memo: &str) -> Value {
+    json!({"payee_public_address": "0xabc", "amount": "1.5", "chain_code": "ETH",
+           "token_code": "ETH", "memo": memo})
+}
+
+/// An unsigned, valid new_funds_content message from `from` to `to`.
+pub fn message(from: &Party, to: &Party, memo: &str) -> Message {
+    let created = now32();
+    message_at(from, to, memo, created, created + 3600)
+}
+
+pub fn message_at(from: &Party, to: &Party, memo: &str, created: u32, expires: u32) -> Message {
+    let rk = to.key.public_key();
+    let secret = shared_secret(&from.key, &rk);
+    let content =
+        encrypt_content(&secret, "new_funds_content", &funds(memo), &random_iv()).unwrap();
+    Message {
+        version: 1,
+        content_type: "new_funds_content".into(),
+        sender: from.address.clone(),
+        recipient: to.address.clone(),
+        sender_key: from.key.public_key(),
+        sender_encrypt_key: from.key.public_key(),
+        recipient_encrypt_key: rk,
+        created,
+        expires,
+        nonce: 0,
+        content,
+    }
+}
+
+pub fn signed(from: &Party, to: &Party, memo: &str, chain_id: &[u8; 32]) -> SignedMessage {
+    message(from, to, memo).sign(&from.key, chain_id).unwrap()
+}
+
+/// POST raw bytes to /v1/messages; (status, JSON body or Null).
+pub async fn post_raw(c: &reqwest::Client, url: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = c
+        .post(format!("{url}/v1/messages"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub async fn post_msg(c: &reqwest::Client, url: &str, m: &SignedMessage) -> (u16, Value) {
+    post_raw(c, url, serde_json::to_vec(&m.to_json_value(false)).unwrap()).await
+}
+
+pub fn proof(
+    node: &Node,
+    key: &PrivateKey,
+    address: &str,
+    method: &str,
+    pq: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    proof_for(
+        &node.chain_id,
+        &node.node_id,
+        key,
+        address,
+        method,
+        pq,
+        body,
+    )
+}
+
+pub fn proof_for(
+    chain_id: &[u8; 32],
+    node_id: &str,
+    key: &PrivateKey,
+    address: &str,
+    method: &str,
+    pq: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    make_proof_headers(
+        key,
+        chain_id,
+        node_id,
+        address,
+        now(),
+        &RequestParts {
+            method,
+            path_and_query: pq,
+            body,
+        },
+    )
+}
+
+/// GET `pq` with the given headers: (status, JSON body or Null).
+pub async fn get_with(
+    c: &reqwest::Client,
+    url: &str,
+    pq: &str,
+    headers: &[(&str, String)],
+) -> (u16, Value) {
+    let mut rb = c.get(format!("{url}{pq}"));
+    for (k, v) in headers {
+        rb = rb.header(*k, v);
+    }
+    let r = rb.send().await.unwrap();
+    let st = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// GET an inbox page with a fresh owner proof.
+pub async fn inbox_page(c: &reqwest::Client, node: &Node, owner: &Party, query: &str) -> Value {
+    let pq = format!("/v1/inbox/{}{query}", owner.address);
+    let h = proof(node, &owner.key, &owner.address, "GET", &pq, b"");
+    let (st, v) = get_with(c, &node.url, &pq, &h).await;
+    assert_eq!(st, 200, "inbox {pq}: {v}");
+    v
+}
+
+/// Every envelope of an inbox (oldest first), following cursors.
+pub async fn inbox_all(c: &reqwest::Client, node: &Node, owner: &Party) -> Vec<Value> {
+    let mut out = vec![];
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(cur) => format!("?order=oldest&limit=200&cursor={cur}"),
+            None => "?order=oldest&limit=200".to_string(),
+        };
+        let page = inbox_page(c, node, owner, &q).await;
+        out.extend(page["messages"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => return out,
+        }
+    }
+}
+
+pub async fn inbox_ids(c: &reqwest::Client, node: &Node, owner: &Party) -> Vec<String> {
+    inbox_all(c, node, owner)
+        .await
+        .iter()
+        .map(|e| e["envelope"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// POST an ack with a fresh proof.
+pub async fn ack(c: &reqwest::Client, node: &Node, owner: &Party, ids: &[String]) -> (u16, Value) {
+    let pq = format!("/v1/inbox/{}/ack", owner.address);
+    let body = serde_json::to_vec(&json!({ "ids": ids })).unwrap();
+    let mut rb = c
+        .post(format!("{}{pq}", node.url))
+        .header("content-type", "application/json");
+    for (k, v) in proof(node, &owner.key, &owner.address, "POST", &pq, &body) {
+        rb = rb.header(k, v);
+    }
+    let r = rb.body(body).send().await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn health_count(c: &reqwest::Client, url: &str) -> u64 {
+    let v: Value = c
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["messages"].as_u64().expect("health has messages")
+}
+
+/// Run the binary (blocking) with extra environment; (exit ok, stdout, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run fio-l2");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `run_cli` off the async runtime.
+pub async fn run_cli_async(
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_cli(&a, &e)
+    })
+    .await
+    .unwrap()
+}
+
+/// Poll `f` until it returns Some, or panic after `secs` seconds.
+pub async fn poll<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
