@@ -25,11 +25,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
+    /// Verify-only rate on all cores, durable HTTP ingest into a real node, inbox latency with a large store.
+    Node(crate::bench_node::NodeBenchArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<(), String> {
     match a.what {
         BenchCommand::Crypto { seconds } => crypto(Duration::from_secs_f64(seconds.max(0.05))),
+        BenchCommand::Node(a) => crate::bench_node::run(a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `fio-l2` binary: node and client commands. Conventions: JSON on
 //! stdout, errors on stderr, exit status 1 on any error.
 
+mod bench_node;
 mod cmd_bench;
 mod cmd_client;
 mod cmd_crypto;

@@ -1,0 +1,476 @@
+//! `fio-l2 bench node`: in one run, on this machine, (1) the all-core rate of
+//! envelope verification alone (parse + checks 1-4), the baseline; (2) durable
+//! ingest over HTTP into a real node (single envelopes and arrays of 100),
+//! as a ratio of (1); (3) inbox page latency with a large store.
+
+use base64::Engine;
+use fio_l2_node::auth::{make_proof_headers, RequestParts};
+use fio_l2_node::config::{Limits, NodeConfig};
+use fio_l2_node::storage::NewMessage;
+use fio_l2_protocol::cipher::{encrypt_bytes, BASE64};
+use fio_l2_protocol::{Message, PrivateKey, Signature, SignedMessage, TimePolicy};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct NodeBenchArgs {
+    /// Envelopes submitted in each ingest phase.
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Messages stored before measuring inbox latency.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub fill: usize,
+    /// Inbox page requests measured.
+    #[arg(long, default_value_t = 2_000)]
+    pub pages: usize,
+    /// Concurrent HTTP clients for single-envelope ingest.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+fn progress(label: &str, done: usize, total: usize) {
+    use std::io::Write;
+    let width = 30;
+    let filled = if total == 0 {
+        width
+    } else {
+        done * width / total
+    };
+    eprint!(
+        "\r{label:<28} [{}{}] {done}/{total}",
+        "#".repeat(filled),
+        " ".repeat(width - filled)
+    );
+    if done >= total {
+        eprintln!();
+    }
+    let _ = std::io::stderr().flush();
+}
+
+fn now() -> u32 {
+    crate::util::now_unix() as u32
+}
+
+struct Party {
+    key: PrivateKey,
+    address: String,
+}
+
+fn parties(prefix: &str, n: usize) -> Vec<Party> {
+    (0..n)
+        .map(|i| Party {
+            key: PrivateKey::from_seed(&format!("bench-{prefix}-{i}")),
+            address: format!("{prefix}{i}@bench"),
+        })
+        .collect()
+}
+
+/// Signed envelopes from `senders` to `recipients`, made on all cores.
+fn sign_many(
+    n: usize,
+    senders: &[Party],
+    recipients: &[Party],
+    chain_id: [u8; 32],
+) -> Vec<Vec<u8>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let done = AtomicUsize::new(0);
+    let created = now();
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let done = &done;
+                s.spawn(move || {
+                    let mut mine = vec![];
+                    for i in (t..n).step_by(threads) {
+                        let from = &senders[i % senders.len()];
+                        let to = &recipients[(i / senders.len()) % recipients.len()];
+                        let m = Message {
+                            version: 1,
+                            content_type: "new_funds_content".into(),
+                            sender: from.address.clone(),
+                            recipient: to.address.clone(),
+                            sender_key: from.key.public_key(),
+                            sender_encrypt_key: from.key.public_key(),
+                            recipient_encrypt_key: to.key.public_key(),
+                            created,
+                            expires: created + 86_400,
+                            nonce: i as u64,
+                            content: BASE64.encode(encrypt_bytes(
+                                &[1u8; 64],
+                                &[7u8; 200],
+                                &[2u8; 16],
+                            )),
+                        };
+                        let signed = m.sign(&from.key, &chain_id).expect("valid message");
+                        mine.push((
+                            i,
+                            serde_json::to_vec(&signed.to_json_value(false)).expect("json"),
+                        ));
+                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if t == 0 && d % 500 == 0 {
+                            progress("signing envelopes", d, n);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, Vec<u8>)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("signer"))
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        out.extend(all.into_iter().map(|(_, j)| j));
+    });
+    progress("signing envelopes", n, n);
+    out
+}
+
+/// Baseline: envelopes verified per second on all cores, no I/O.
+fn verify_only(envelopes: &[Vec<u8>], chain_id: [u8; 32]) -> f64 {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let policy = TimePolicy::default();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let now = crate::util::now_unix();
+                for e in envelopes.iter().skip(t).step_by(threads) {
+                    let m = SignedMessage::from_json(e).expect("valid");
+                    m.check_offline(&chain_id, now, &policy).expect("valid");
+                }
+            });
+        }
+    });
+    envelopes.len() as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub fn run(a: NodeBenchArgs) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(run_async(a))
+}
+
+async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("fio-l2-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = NodeConfig {
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        data_dir: dir.clone(),
+        fio_api: vec![],
+        dev: true,
+        limits: Limits {
+            write_queue: 100_000,
+            ..Limits::default()
+        },
+        chain_positive_ttl_secs: 3600,
+        chain_negative_ttl_secs: 30,
+        purge_interval_secs: 3600,
+    };
+    let node = fio_l2_node::server::start(cfg).await?;
+    let base = node.url();
+    let chain_id = node.state.chain_id;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let senders = parties("s", 64);
+    let recipients = parties("r", 64);
+    for p in senders.iter().chain(recipients.iter()) {
+        let r = http
+            .post(format!("{base}/v1/dev/register_address"))
+            .json(&json!({"address": p.address, "owner_public_key": p.key.public_key().to_fio_string()}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "dev register failed: {}",
+                r.text().await.unwrap_or_default()
+            ));
+        }
+    }
+
+    let total = a.messages * 2;
+    let envelopes = Arc::new(sign_many(total, &senders, &recipients, chain_id));
+    eprintln!("measuring verify-only rate on all cores…");
+    let verify_rate = verify_only(&envelopes, chain_id);
+
+    // Single envelopes, `concurrency` clients.
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..a.concurrency {
+        let (http, envs, next, url) = (
+            http.clone(),
+            envelopes.clone(),
+            next.clone(),
+            format!("{base}/v1/messages"),
+        );
+        let n = a.messages;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), String>(());
+                }
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(envs[i].clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.status().as_u16() != 201 {
+                    return Err(format!(
+                        "ingest answered {}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ));
+                }
+                if i % 500 == 0 {
+                    progress("ingest, single envelopes", i, n);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let single_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
+    progress("ingest, single envelopes", a.messages, a.messages);
+    let single_batches = node.state.writer.stats();
+
+    // Arrays of 100, 4 clients.
+    let batches: Vec<Vec<u8>> = envelopes[a.messages..]
+        .chunks(100)
+        .map(|c| {
+            let mut b = b"[".to_vec();
+            for (k, e) in c.iter().enumerate() {
+                if k > 0 {
+                    b.push(b',');
+                }
+                b.extend_from_slice(e);
+            }
+            b.push(b']');
+            b
+        })
+        .collect();
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..4 {
+        let (http, bs, next, url) = (
+            http.clone(),
+            batches.clone(),
+            next.clone(),
+            format!("{base}/v1/messages"),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bs.len() {
+                    return Ok::<(), String>(());
+                }
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(bs[i].clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+                let ok = v["results"]
+                    .as_array()
+                    .map(|r| r.iter().all(|x| x["http_status"] == 201))
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(format!("batch ingest refused: {v}"));
+                }
+                progress("ingest, arrays of 100", i + 1, bs.len());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let batch_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
+    let all_batches = node.state.writer.stats();
+
+    // Fill the store to `fill` messages (synthetic: stored directly, not
+    // signed; the inbox path does not re-verify what the node stored).
+    let reader = &recipients[0];
+    let fill = a.fill.saturating_sub(total);
+    let store = node.state.store.clone();
+    let filler_key = PrivateKey::from_seed("bench-filler");
+    let fake_sig = Signature::parse(&filler_key.sign_digest(&[9u8; 32]).to_string())
+        .map_err(|e| e.to_string())?;
+    let content = BASE64.encode(encrypt_bytes(&[1u8; 64], &[7u8; 200], &[2u8; 16]));
+    let created = now();
+    let mut done = 0usize;
+    while done < fill {
+        let n = (fill - done).min(10_000);
+        let mut batch = Vec::with_capacity(n);
+        for k in done..done + n {
+            // Every 10th message goes to the reader, the rest over 10k recipients.
+            let recipient = if k % 10 == 0 {
+                reader.address.clone()
+            } else {
+                format!("f{}@bench", k % 10_000)
+            };
+            let m = Message {
+                version: 1,
+                content_type: "new_funds_content".into(),
+                sender: senders[k % senders.len()].address.clone(),
+                recipient: recipient.clone(),
+                sender_key: senders[k % senders.len()].key.public_key(),
+                sender_encrypt_key: senders[k % senders.len()].key.public_key(),
+                recipient_encrypt_key: reader.key.public_key(),
+                created,
+                expires: created + 86_400,
+                nonce: (total + k) as u64,
+                content: content.clone(),
+            };
+            let s = SignedMessage::new(m, fake_sig).map_err(|e| e.to_string())?;
+            batch.push(NewMessage {
+                id: s.id(),
+                recipient,
+                sender: s.message().sender.clone(),
+                created,
+                expires: created + 86_400,
+                binary: s.to_binary(),
+            });
+        }
+        let st = store.clone();
+        tokio::task::spawn_blocking(move || st.put_batch(&batch))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        done += n;
+        progress("filling the store", done, fill);
+    }
+    let stored = {
+        let st = store.clone();
+        tokio::task::spawn_blocking(move || st.count())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+    };
+
+    // Inbox pages of 100 for the reader, newest first, each with a fresh proof.
+    let mut lat = Vec::with_capacity(a.pages);
+    let mut cursor: Option<String> = None;
+    for i in 0..a.pages {
+        let mut pq = format!("/v1/inbox/{}?order=newest&limit=100", reader.address);
+        if let Some(c) = &cursor {
+            pq.push_str(&format!("&cursor={c}"));
+        }
+        let req = RequestParts {
+            method: "GET",
+            path_and_query: &pq,
+            body: b"",
+        };
+        let headers = make_proof_headers(
+            &reader.key,
+            &chain_id,
+            &node.state.node_id,
+            &reader.address,
+            crate::util::now_unix(),
+            &req,
+        );
+        let mut rb = http.get(format!("{base}{pq}"));
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        let t = Instant::now();
+        let r = rb.send().await.map_err(|e| e.to_string())?;
+        let status = r.status();
+        let body = r.bytes().await.map_err(|e| e.to_string())?;
+        lat.push(t.elapsed());
+        if !status.is_success() {
+            return Err(format!(
+                "inbox page answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        if v["messages"].as_array().map(|m| m.len()) != Some(100) {
+            return Err("inbox page did not hold 100 messages".into());
+        }
+        // Walk 20 pages deep, then start again from the newest.
+        cursor = if i % 20 == 19 {
+            None
+        } else {
+            v["next_cursor"].as_str().map(String::from)
+        };
+        if i % 100 == 0 {
+            progress("inbox pages of 100", i, a.pages);
+        }
+    }
+    progress("inbox pages of 100", a.pages, a.pages);
+    lat.sort();
+    node.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("fio-l2 bench node: {cores} cores, {} envelopes per ingest phase, {stored} messages stored for reads", a.messages);
+    println!("{:<52} {:>12} {:>8}", "measure", "value", "ratio");
+    println!(
+        "{:<52} {:>10.0}/s {:>8.2}",
+        "verify only (parse + checks 1-4, all cores): baseline", verify_rate, 1.0
+    );
+    println!(
+        "{:<52} {:>10.0}/s {:>8.2}",
+        format!(
+            "ingest over HTTP, single envelopes, {} clients",
+            a.concurrency
+        ),
+        single_rate,
+        single_rate / verify_rate
+    );
+    println!(
+        "{:<52} {:>10.0}/s {:>8.2}",
+        "ingest over HTTP, arrays of 100, 4 clients",
+        batch_rate,
+        batch_rate / verify_rate
+    );
+    println!(
+        "{:<52} {:>12}",
+        "durable commits (single phase / both phases)",
+        format!("{} / {}", single_batches.batches, all_batches.batches)
+    );
+    println!(
+        "{:<52} {:>9.3} ms",
+        "inbox page (100, newest first) p50",
+        ms(percentile(&lat, 0.50))
+    );
+    println!(
+        "{:<52} {:>9.3} ms",
+        "inbox page (100, newest first) p99",
+        ms(percentile(&lat, 0.99))
+    );
+    println!(
+        "{:<52} {:>9.3} ms",
+        "inbox page (100, newest first) max",
+        ms(*lat.last().expect("pages > 0"))
+    );
+    Ok(())
+}
