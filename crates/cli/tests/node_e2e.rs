@@ -205,6 +205,27 @@ async fn idempotent_resend_and_array_submission() {
     let ids: HashSet<String> = inbox_ids(&c, &node, &bob).await.into_iter().collect();
     let want: HashSet<String> = [m.id_hex(), a.id_hex(), b.id_hex()].into();
     assert_eq!(ids, want);
+
+    // Another owner cannot delete bob's messages: carol's ack of them finds nothing.
+    let carol = Party::new("carol", "carol@dev");
+    register(&c, &node.url, &carol).await;
+    let (st, v) = ack(&c, &node, &carol, &[m.id_hex()]).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["deleted"], json!([]));
+    assert_eq!(v["not_found"], json!([m.id_hex()]));
+    let ids: HashSet<String> = inbox_ids(&c, &node, &bob).await.into_iter().collect();
+    assert_eq!(ids, want);
+    assert_eq!(health_count(&c, &node.url).await, 3);
+    // Acking twice: the second time it is not found, and it stays deleted.
+    let (_, v) = ack(&c, &node, &bob, &[a.id_hex()]).await;
+    assert_eq!(v["deleted"], json!([a.id_hex()]));
+    let (_, v) = ack(&c, &node, &bob, &[a.id_hex()]).await;
+    assert_eq!(v["not_found"], json!([a.id_hex()]));
+    let (st, v) = post_msg(&c, &node.url, &a).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (410, Some("message_deleted"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,8 +353,21 @@ struct SseEvent {
 
 impl Sse {
     async fn open(c: &reqwest::Client, node: &Node, owner: &Party, query: &str) -> Sse {
+        Self::open_with(c, node, owner, query, &[]).await
+    }
+
+    async fn open_with(
+        c: &reqwest::Client,
+        node: &Node,
+        owner: &Party,
+        query: &str,
+        extra: &[(&str, &str)],
+    ) -> Sse {
         let pq = format!("/v1/inbox/{}/events{query}", owner.address);
         let mut rb = c.get(format!("{}{pq}", node.url));
+        for (k, v) in extra {
+            rb = rb.header(*k, *v);
+        }
         for (k, v) in proof(node, &owner.key, &owner.address, "GET", &pq, b"") {
             rb = rb.header(k, v);
         }
@@ -448,6 +482,19 @@ async fn live_subscription_and_since_replay() {
     // The first stream sees it too, exactly once after m5.
     let ev = live.next(20).await;
     assert_eq!(ev.data["envelope"]["id"], m6.id_hex(), "{ev:?}");
+
+    // Reconnect with Last-Event-ID: what came after that seq, in order.
+    let last = seqs[1].to_string();
+    let mut again = Sse::open_with(&c, &node, &bob, "", &[("last-event-id", &last)]).await;
+    let mut got = vec![];
+    for _ in 0..4 {
+        let ev = again.next(20).await;
+        got.push(ev.data["envelope"]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        got,
+        [before[2].id_hex(), m4.id_hex(), m5.id_hex(), m6.id_hex()]
+    );
 }
 
 /// Serve one canned answer per path prefix, like a (lying) node would.
