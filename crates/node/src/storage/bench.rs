@@ -47,6 +47,9 @@ pub struct BenchOptions {
     pub batched_puts: usize,
     /// Queries per read kind per round.
     pub queries: usize,
+    /// Messages a writer thread stores (batches of 64) per round of the mixed
+    /// phase, while inbox pages are read.
+    pub mixed_puts: usize,
     /// Interleaved repetitions.
     pub rounds: usize,
     /// Where the databases go (a real disk: fsync on tmpfs measures nothing).
@@ -66,9 +69,10 @@ impl Default for BenchOptions {
             single_puts: 300,
             batched_puts: 16_384,
             queries: 2_000,
+            mixed_puts: 8_192,
             rounds: 3,
             dir: None,
-            seed: 0x5eed_f10_12,
+            seed: 0x5eed_f012,
         }
     }
 }
@@ -443,7 +447,7 @@ fn run_in(
     // 3. Reads, then 4. purge, interleaved per round.
     let hot = (opts.recipients / 100).max(1);
     for round in 0..rounds {
-        let queries: Vec<(usize, usize, [u8; 32], [u8; 32])> = (0..opts.queries)
+        let queries: Vec<Query> = (0..opts.queries)
             .map(|_| {
                 let mut unknown = [0u8; 32];
                 gen.rng.fill_bytes(&mut unknown);
@@ -459,6 +463,9 @@ fn run_in(
                     unknown,
                 )
             })
+            .collect();
+        let mixed: Vec<Vec<NewMessage>> = (0..opts.mixed_puts.div_ceil(64))
+            .map(|_| (0..64).map(|_| gen.message(FAR)).collect())
             .collect();
         for backend in round_order(&opts.backends, round) {
             let store = match loaded.iter().find(|(b, _)| *b == backend) {
@@ -510,6 +517,55 @@ fn run_in(
                 "round {round} {backend}: reads done ({rows} rows returned)"
             ));
 
+            // 3b. Mixed: a writer thread ingests while this thread reads pages, as
+            // on a live node (WAL readers vs. MVCC snapshots under a writer).
+            let (write_rate, mut mixed_hot, mut mixed_any) =
+                mixed_phase(&store, &mixed, &queries, now)?;
+            col.add(
+                "mixed: ingest batch 64 while reading",
+                "msg/s",
+                true,
+                backend,
+                write_rate,
+            );
+            for (label, samples) in [
+                ("mixed: hot inbox page 1", &mut mixed_hot),
+                ("mixed: random inbox page 1", &mut mixed_any),
+            ] {
+                let p50 = percentile(samples, 0.5);
+                let p99 = percentile(samples, 0.99);
+                col.add(&format!("{label} p50"), "us", false, backend, p50);
+                col.add(&format!("{label} p99"), "us", false, backend, p99);
+            }
+            progress(&format!(
+                "round {round} {backend}: mixed: {write_rate:.0} msg/s written, {} pages read",
+                mixed_hot.len() + mixed_any.len()
+            ));
+
+            // 3c. Acks: recipients delete what they read, 64 ids per call (one
+            // durable transaction each, leaving tombstones).
+            let mut deleted = 0usize;
+            let mut del_time = Duration::ZERO;
+            for (h, _, _, _) in queries.iter().take((opts.queries / 20).max(1)) {
+                let name = Gen::recipient_name(*h);
+                let page = store.list_inbox(&name, None, 64, Order::OldestFirst, now)?;
+                let ids: Vec<[u8; 32]> = page.iter().map(|e| e.id).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let (res, d) = timed(|| store.delete(&name, &ids))?;
+                deleted += res.iter().filter(|x| **x).count();
+                del_time += d;
+            }
+            let del_rate = deleted as f64 / del_time.as_secs_f64().max(1e-9);
+            col.add(
+                "ack delete, 64 ids per call",
+                "msg/s",
+                true,
+                backend,
+                del_rate,
+            );
+
             // 4. Purge this round's slice (a quarter to a sixth of the store).
             let before = store.count()?;
             let (removed, d) = timed(|| store.purge_expired(NOW + 1 + round as u32))?;
@@ -521,6 +577,63 @@ fn run_in(
         }
     }
     Ok((col.finish(), bytes_per_message))
+}
+
+type Query = (usize, usize, [u8; 32], [u8; 32]);
+
+/// Returns (write msg/s, hot page latencies us, random page latencies us).
+fn mixed_phase(
+    store: &Arc<dyn Store>,
+    batches: &[Vec<NewMessage>],
+    queries: &[Query],
+    now: u32,
+) -> Result<(f64, Vec<f64>, Vec<f64>), StoreError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    let mut hot = Vec::new();
+    let mut any = Vec::new();
+    let written = std::thread::scope(|sc| {
+        let writer = sc.spawn(|| {
+            let t = Instant::now();
+            let mut n = 0usize;
+            let mut res = Ok(());
+            for b in batches {
+                if let Err(e) = store.put_batch(b) {
+                    res = Err(e);
+                    break;
+                }
+                n += b.len();
+            }
+            done.store(true, Ordering::Release);
+            res.map(|()| n as f64 / t.elapsed().as_secs_f64())
+        });
+        let mut read_res = Ok(());
+        'outer: while !done.load(Ordering::Acquire) {
+            for (h, r, _, _) in queries {
+                if done.load(Ordering::Acquire) {
+                    break 'outer;
+                }
+                for (who, into) in [(*h, &mut hot), (*r, &mut any)] {
+                    let name = Gen::recipient_name(who);
+                    match timed(|| store.list_inbox(&name, None, 100, Order::NewestFirst, now)) {
+                        Ok((_, d)) => into.push(d.as_secs_f64() * 1e6),
+                        Err(e) => {
+                            read_res = Err(e);
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+            if queries.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let w = writer
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Backend("bench writer thread panicked".into())));
+        read_res.and(w)
+    })?;
+    Ok((written, hot, any))
 }
 
 #[cfg(test)]
@@ -537,6 +650,7 @@ mod tests {
             single_puts: 5,
             batched_puts: 40,
             queries: 10,
+            mixed_puts: 64,
             rounds: 2,
             ..BenchOptions::default()
         };

@@ -211,8 +211,11 @@ impl FromStr for Backend {
     }
 }
 
-/// The backend chosen by the storage benchmark (docs/storage.md).
-pub const DEFAULT_BACKEND: Backend = Backend::Sqlite;
+/// The backend chosen by the storage benchmark (docs/storage.md): redb, for
+/// 4-9x faster inbox pages and id lookups (and far lower p99 while a writer
+/// commits); SQLite ingests 2-2.5x faster and uses half the disk, which the
+/// group-commit writer and bounded TTLs make the smaller cost for a relay.
+pub const DEFAULT_BACKEND: Backend = Backend::Redb;
 
 /// Opens (creating if needed) the store of `backend` in directory `dir`.
 pub fn open(backend: Backend, dir: &Path) -> Result<Arc<dyn Store>, StoreError> {

@@ -163,6 +163,15 @@ fn msg_expires(b: &[u8]) -> Result<u32, StoreError> {
     u32_at(b, 36)
 }
 
+/// One item of an inbox range scan.
+type InboxItem<'a> = Result<
+    (
+        redb::AccessGuard<'a, (&'static str, u64)>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
 // ---- the store ---------------------------------------------------------------
 
 impl RedbStore {
@@ -298,14 +307,7 @@ impl Store for RedbStore {
         let tx = self.db.begin_read().map_err(be)?;
         let inbox = tx.open_table(INBOX).map_err(be)?;
         let range = inbox.range((recipient, lo)..=(recipient, hi)).map_err(be)?;
-        let mut push = |item: Result<
-            (
-                redb::AccessGuard<'_, (&str, u64)>,
-                redb::AccessGuard<'_, &[u8]>,
-            ),
-            redb::StorageError,
-        >|
-         -> Result<bool, StoreError> {
+        let mut push = |item: InboxItem<'_>| -> Result<bool, StoreError> {
             let (k, v) = item.map_err(be)?;
             let (_, seq) = k.value();
             let b = v.value();

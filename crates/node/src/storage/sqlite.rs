@@ -40,6 +40,11 @@ CREATE INDEX IF NOT EXISTS tombstones_expires ON tombstones (expires);
 CREATE INDEX IF NOT EXISTS tombstones_created ON tombstones (created, id);
 ";
 
+/// Page cache per connection, KiB.
+const CACHE_KIB: i64 = 64 * 1024;
+/// Largest memory map of the database file per connection (address space only).
+const MMAP_BYTES: i64 = 4 << 30;
+
 /// Readers kept open for reuse; more are opened on demand under load.
 const READER_POOL: usize = 4;
 
@@ -65,6 +70,13 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(path, flags).map_err(be)?;
     // Another connection of ours may hold the write lock during a checkpoint.
     conn.busy_timeout(Duration::from_secs(10)).map_err(be)?;
+    // SQLite's default page cache is 2 MiB per connection, far below a node's
+    // working set: pages would come back through read() syscalls each time.
+    // Memory-mapped reads share the OS page cache across connections instead.
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)
+        .map_err(be)?;
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+        .map_err(be)?;
     Ok(conn)
 }
 
