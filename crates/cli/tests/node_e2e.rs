@@ -622,7 +622,6 @@ async fn cli_inbox_flags_a_forged_message_from_a_lying_node() {
 /// `max_page` and then only live ones: the rest are skipped silently (no
 /// `lagged` event either), so a reconnecting wallet loses messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "node bug: SSE backlog longer than max_page is silently truncated (crates/node/src/api.rs get_events)"]
 async fn since_replay_longer_than_max_page_has_no_gap() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("node.toml");

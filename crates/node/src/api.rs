@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fio_l2_chain::{ChainError, Ownership};
 use fio_l2_protocol::{validate_address, SignedMessage};
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -387,8 +387,9 @@ struct EventsQuery {
 }
 
 /// `GET /v1/inbox/{address}/events[?since=SEQ]` (owner proof): Server-Sent
-/// Events. With `since` (or Last-Event-ID), stored messages after that seq
-/// come first, then each newly accepted one as it is committed.
+/// Events. With `since` (or Last-Event-ID), every stored message after that
+/// seq comes first, page by page, then each newly accepted one as it is
+/// committed: no gap, no repeat.
 async fn get_events(
     State(st): State<Arc<NodeState>>,
     Path(address): Path<String>,
@@ -416,58 +417,101 @@ async fn get_events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());
-    let since = q.since.or(last_event_id);
-    // Subscribe before reading the backlog, so nothing falls between the two.
-    let rx = st.hub.subscribe(&address);
-    let mut backlog = vec![];
-    if let Some(since) = since {
-        let store = st.store.clone();
-        let addr = address.clone();
-        let limit = st.config.limits.max_page;
-        let now = now_unix() as u32;
-        let entries = tokio::task::spawn_blocking(move || {
-            store.list_inbox(&addr, Some(since), limit, Order::OldestFirst, now)
-        })
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                e.to_string(),
-            )
-        })?;
-        for e in &entries {
-            backlog.push((e.seq, entry_json(e)?.to_string()));
-        }
-    }
-    let high_water = backlog.last().map(|(s, _)| *s).unwrap_or(0);
-    let backlog_stream = stream::iter(backlog.into_iter().map(|(seq, data)| {
-        Ok(Event::default()
-            .event("message")
-            .id(seq.to_string())
-            .data(data))
-    }));
-    let live = stream::unfold((rx, permit), move |(mut rx, permit)| async move {
+    // Subscribe before reading any backlog, so nothing falls between the two.
+    let sub = Subscription {
+        rx: st.hub.subscribe(&address),
+        st,
+        address,
+        backlog_from: q.since.or(last_event_id),
+        high_water: 0,
+        pending: std::collections::VecDeque::new(),
+        ended: false,
+        _permit: permit,
+    };
+    Ok(Sse::new(stream::unfold(sub, Subscription::next)).keep_alive(KeepAlive::default()))
+}
+
+struct Subscription {
+    st: Arc<NodeState>,
+    address: String,
+    rx: tokio::sync::broadcast::Receiver<Arc<crate::events::InboxEvent>>,
+    /// While Some: still reading stored messages after this seq.
+    backlog_from: Option<u64>,
+    /// Highest seq read from the store. Seqs are assigned in commit order, so
+    /// every live event at or below it was already sent from the backlog.
+    high_water: u64,
+    pending: std::collections::VecDeque<Event>,
+    ended: bool,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Subscription {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
-            match rx.recv().await {
-                Ok(ev) if ev.seq <= high_water => continue,
+            if let Some(e) = self.pending.pop_front() {
+                return Some((Ok(e), self));
+            }
+            if self.ended {
+                return None;
+            }
+            if let Some(from) = self.backlog_from {
+                let (store, addr, limit) = (
+                    self.st.store.clone(),
+                    self.address.clone(),
+                    self.st.config.limits.max_page,
+                );
+                let now = now_unix() as u32;
+                let page = tokio::task::spawn_blocking(move || {
+                    store.list_inbox(&addr, Some(from), limit, Order::OldestFirst, now)
+                })
+                .await;
+                let page = match page {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        // Tell the client, then end the stream; it reconnects with Last-Event-ID.
+                        self.ended = true;
+                        let e = Event::default()
+                            .event("error")
+                            .data(json!({"code": "storage_unavailable"}).to_string());
+                        return Some((Ok(e), self));
+                    }
+                };
+                self.backlog_from = if page.len() < limit {
+                    None
+                } else {
+                    page.last().map(|e| e.seq)
+                };
+                for e in &page {
+                    self.high_water = self.high_water.max(e.seq);
+                    match entry_json(e) {
+                        Ok(v) => self.pending.push_back(
+                            Event::default()
+                                .event("message")
+                                .id(e.seq.to_string())
+                                .data(v.to_string()),
+                        ),
+                        Err(_) => continue,
+                    }
+                }
+                continue;
+            }
+            match self.rx.recv().await {
+                Ok(ev) if ev.seq <= self.high_water => continue,
                 Ok(ev) => {
                     let e = Event::default()
                         .event("message")
                         .id(ev.seq.to_string())
                         .data(ev.json.clone());
-                    return Some((Ok(e), (rx, permit)));
+                    return Some((Ok(e), self));
                 }
                 Err(RecvError::Lagged(n)) => {
                     let e = Event::default()
                         .event("lagged")
                         .data(json!({"missed": n}).to_string());
-                    return Some((Ok(e), (rx, permit)));
+                    return Some((Ok(e), self));
                 }
                 Err(RecvError::Closed) => return None,
             }
         }
-    });
-    Ok(Sse::new(backlog_stream.chain(live)).keep_alive(KeepAlive::default()))
+    }
 }
