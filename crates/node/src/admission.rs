@@ -14,6 +14,18 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Where an envelope comes from. Peers' envelopes are validated exactly as
+/// clients' are; the source only selects which limits and scores apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A client connection, by remote address.
+    Client(std::net::IpAddr),
+    /// A replication peer, by its configured URL.
+    Peer(String),
+    /// In-process callers (tests, benchmarks, tools).
+    Local,
+}
+
 /// The answer for one admitted envelope: 201 new, 200 already stored.
 pub struct Admitted {
     pub status: StatusCode,
@@ -38,8 +50,12 @@ fn decoded_len(b64: &str) -> usize {
     b64.len() / 4 * 3 - pad
 }
 
-pub async fn admit(state: &Arc<NodeState>, bytes: &[u8]) -> Result<Admitted, ApiError> {
-    let r = admit_inner(state, bytes).await;
+pub async fn admit(
+    state: &Arc<NodeState>,
+    bytes: &[u8],
+    source: &Source,
+) -> Result<Admitted, ApiError> {
+    let r = admit_inner(state, bytes, source).await;
     match &r {
         Ok(a) if a.status == StatusCode::CREATED => Counters::bump(&state.counters.accepted),
         Ok(_) => Counters::bump(&state.counters.duplicates),
@@ -48,7 +64,11 @@ pub async fn admit(state: &Arc<NodeState>, bytes: &[u8]) -> Result<Admitted, Api
     r
 }
 
-async fn admit_inner(state: &Arc<NodeState>, bytes: &[u8]) -> Result<Admitted, ApiError> {
+async fn admit_inner(
+    state: &Arc<NodeState>,
+    bytes: &[u8],
+    _source: &Source,
+) -> Result<Admitted, ApiError> {
     let limits = &state.config.limits;
     // 1. Size and shape.
     if bytes.len() > state.max_envelope_bytes() {

@@ -1,13 +1,13 @@
 //! HTTP routes: thin handlers over admission, storage and auth (docs/api.md).
 
-use crate::admission::{admit, Admitted};
+use crate::admission::{admit, Admitted, Source};
 use crate::auth::{self, RequestParts};
 use crate::error::ApiError;
 use crate::state::{now_unix, NodeState};
 use crate::storage::{Order, StoredEntry};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -112,15 +112,17 @@ fn body_error(e: BytesRejection) -> ApiError {
 /// `POST /v1/messages`: one envelope, or a JSON array of them.
 async fn post_messages(
     State(st): State<Arc<NodeState>>,
+    ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let source = Source::Client(remote.ip());
     let body = match body {
         Ok(b) => b,
         Err(e) => return body_error(e).into_response(),
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'[') {
-        return match admit(&st, &body).await {
+        return match admit(&st, &body, &source).await {
             Ok(Admitted { status, body }) => (status, Json(body)).into_response(),
             Err(e) => e.into_response(),
         };
@@ -156,9 +158,12 @@ async fn post_messages(
         .into_response();
     }
     // Concurrently, so that the durable writer commits them as one group.
-    let results =
-        futures_util::future::join_all(items.iter().map(|raw| admit(&st, raw.get().as_bytes())))
-            .await;
+    let results = futures_util::future::join_all(
+        items
+            .iter()
+            .map(|raw| admit(&st, raw.get().as_bytes(), &source)),
+    )
+    .await;
     let results: Vec<Value> = results
         .into_iter()
         .map(|r| match r {
