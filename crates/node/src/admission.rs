@@ -95,30 +95,30 @@ async fn admit_inner(
     }
     // 2. Time window.
     msg.check_time(now_unix(), &state.time_policy())?;
-    // 3. Known id: the same packed message is the same message, whatever its signature.
-    let id = msg.id();
-    let store = state.store.clone();
-    let known = tokio::task::spawn_blocking(move || store.lookup(&id))
-        .await
-        .map_err(storage_error)?
-        .map_err(storage_error)?;
-    match known {
-        Some(IdState::Stored { .. }) => return Ok(existing(&msg)),
-        Some(IdState::Deleted { .. }) => return Err(deleted()),
-        None => {}
-    }
-    // 4. Signature, on the blocking pool, a bounded number at once.
+    // 3-4. Known id (the same packed message is the same message, whatever
+    // its signature), then the signature: one trip to the blocking pool, a
+    // bounded number at once.
     let _slot = tokio::time::timeout(Duration::from_secs(10), state.verify_slots.acquire())
         .await
         .map_err(|_| unavailable("saturated", "the node is saturated; retry later"))?
         .map_err(|_| unavailable("shutting_down", "the node is shutting down"))?;
-    let chain_id = state.chain_id;
-    let msg = tokio::task::spawn_blocking(move || msg.verify_signature(&chain_id).map(|_| msg))
-        .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+    let (store, chain_id) = (state.store.clone(), state.chain_id);
+    let checked = tokio::task::spawn_blocking(move || match store.lookup(&msg.id()) {
+        Err(e) => Err(storage_error(e)),
+        Ok(Some(IdState::Stored { .. })) => Ok(Err(existing(&msg))),
+        Ok(Some(IdState::Deleted { .. })) => Err(deleted()),
+        Ok(None) => msg
+            .verify_signature(&chain_id)
+            .map(|_| Ok(msg))
+            .map_err(ApiError::from),
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     drop(_slot);
+    let msg = match checked {
+        Ok(msg) => msg,
+        Err(already) => return Ok(already),
+    };
     // 5. Chain ownership (cached, single-flight in the client).
     check_sender(state, &msg).await?;
     // 6. Durable write, group-committed.
@@ -145,15 +145,10 @@ async fn admit_inner(
         .map_err(to_api)?;
     match outcome {
         PutOutcome::Inserted { seq } => {
-            let json = msg.to_json_value(true);
-            let event = json!({"seq": seq, "envelope": json});
-            state.hub.publish(
-                &m.recipient,
-                InboxEvent {
-                    seq,
-                    json: event.to_string(),
-                },
-            );
+            state.hub.publish(&m.recipient, || InboxEvent {
+                seq,
+                json: json!({"seq": seq, "envelope": msg.to_json_value(true)}).to_string(),
+            });
             Ok(Admitted {
                 status: StatusCode::CREATED,
                 body: json!({"id": msg.id_hex(), "status": "accepted"}),

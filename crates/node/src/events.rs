@@ -33,10 +33,12 @@ impl Hub {
             .subscribe()
     }
 
-    pub fn publish(&self, recipient: &str, event: InboxEvent) {
+    /// Sends the event made by `make` to the recipient's subscribers; `make`
+    /// runs only when there is one, so unwatched inboxes cost a map lookup.
+    pub fn publish(&self, recipient: &str, make: impl FnOnce() -> InboxEvent) {
         let mut ch = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = ch.get(recipient) {
-            if tx.receiver_count() == 0 || tx.send(Arc::new(event)).is_err() {
+            if tx.receiver_count() == 0 || tx.send(Arc::new(make())).is_err() {
                 ch.remove(recipient);
             }
         }
