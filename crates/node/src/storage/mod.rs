@@ -164,6 +164,25 @@ pub trait Store: Send + Sync {
 
     /// The backend's name, for logs and the benchmark report.
     fn backend_name(&self) -> &'static str;
+
+    /// For replication: apply verified deletions of `recipient`'s messages.
+    /// Per item `(id, created, expires)`: a message stored for `recipient` is
+    /// deleted leaving a tombstone (its own `created`/`expires` kept); an id
+    /// unknown here gets a tombstone with the given `created`/`expires`, so it
+    /// is refused when it arrives later; an existing tombstone stays. Answers
+    /// `false` for an id stored for another recipient (nothing changed), else
+    /// `true`. One durable transaction.
+    fn put_tombstones(
+        &self,
+        recipient: &str,
+        items: &[([u8; 32], u32, u32)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let _ = (recipient, items);
+        Err(StoreError::Invalid(format!(
+            "{} does not support put_tombstones",
+            self.backend_name()
+        )))
+    }
 }
 
 /// The storage backends this node can run on.

@@ -463,4 +463,52 @@ impl Store for RedbStore {
     fn backend_name(&self) -> &'static str {
         "redb"
     }
+
+    fn put_tombstones(
+        &self,
+        recipient: &str,
+        items: &[([u8; 32], u32, u32)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let tx = self.begin_durable()?;
+        let mut out = Vec::with_capacity(items.len());
+        {
+            let mut inbox = tx.open_table(INBOX).map_err(be)?;
+            let mut ids = tx.open_table(IDS).map_err(be)?;
+            let mut expiry = tx.open_table(EXPIRY).map_err(be)?;
+            let mut created_t = tx.open_table(CREATED).map_err(be)?;
+            for (id, created, expires) in items {
+                let rec = match ids.get(id).map_err(be)? {
+                    Some(g) => Some(dec_id_rec(g.value())?),
+                    None => None,
+                };
+                match rec {
+                    Some(IdRec::Live {
+                        seq,
+                        created: c,
+                        expires: e,
+                        recipient: r,
+                    }) => {
+                        if r != recipient {
+                            out.push(false);
+                            continue;
+                        }
+                        inbox.remove((recipient, seq)).map_err(be)?;
+                        ids.insert(id, enc_tomb(c, e).as_slice()).map_err(be)?;
+                        created_t.insert((c, id), true).map_err(be)?;
+                        out.push(true);
+                    }
+                    Some(IdRec::Tomb { .. }) => out.push(true),
+                    None => {
+                        ids.insert(id, enc_tomb(*created, *expires).as_slice())
+                            .map_err(be)?;
+                        expiry.insert((*expires, id), ()).map_err(be)?;
+                        created_t.insert((*created, id), true).map_err(be)?;
+                        out.push(true);
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(be)?;
+        Ok(out)
+    }
 }

@@ -438,4 +438,65 @@ impl Store for SqliteStore {
     fn backend_name(&self) -> &'static str {
         "sqlite"
     }
+
+    fn put_tombstones(
+        &self,
+        recipient: &str,
+        items: &[([u8; 32], u32, u32)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut w = self.lock_writer()?;
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(be)?;
+        let mut out = Vec::with_capacity(items.len());
+        {
+            let mut find = tx
+                .prepare_cached(
+                    "SELECT seq, recipient, created, expires FROM messages WHERE id = ?1",
+                )
+                .map_err(be)?;
+            let mut is_tomb = tx
+                .prepare_cached("SELECT 1 FROM tombstones WHERE id = ?1")
+                .map_err(be)?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM messages WHERE seq = ?1")
+                .map_err(be)?;
+            let mut tomb = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO tombstones (id, created, expires) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(be)?;
+            for (id, created, expires) in items {
+                let found: Option<(i64, String, i64, i64)> = find
+                    .query_row([&id[..]], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
+                    .map_err(be)?;
+                match found {
+                    Some((_, r, _, _)) if r != recipient => out.push(false),
+                    Some((seq, _, c, e)) => {
+                        del.execute([seq]).map_err(be)?;
+                        tomb.execute(params![&id[..], c, e]).map_err(be)?;
+                        out.push(true);
+                    }
+                    None => {
+                        let known = is_tomb
+                            .query_row([&id[..]], |_| Ok(()))
+                            .optional()
+                            .map_err(be)?
+                            .is_some();
+                        if !known {
+                            tomb.execute(params![&id[..], created, expires])
+                                .map_err(be)?;
+                        }
+                        out.push(true);
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(be)?;
+        Ok(out)
+    }
 }
