@@ -38,6 +38,10 @@ pub struct SendArgs {
     /// Time to live, seconds.
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     pub ttl: u32,
+    /// Proof of work to reach (leading zero bits of the id) [default: what
+    /// the node (/v1/info) or the recipient's policy asks of this sender].
+    #[arg(long)]
+    pub pow_bits: Option<u32>,
     /// The content as a JSON object of the content type's fields.
     pub content_json: String,
 }
@@ -215,6 +219,14 @@ pub fn send(a: SendArgs) -> Result<(), String> {
             content: encrypt_content(&secret, &a.content_type, &content, &random_iv())
                 .map_err(|e| e.to_string())?,
         };
+        let bits = match a.pow_bits {
+            Some(b) => b,
+            None => required_pow(&s, &m.sender, &m.recipient).await?,
+        };
+        let mut m = m;
+        if bits > 0 {
+            m.nonce = find_nonce(&m, bits)?;
+        }
         let signed = m.sign(&key, &s.info.chain_id).map_err(|e| e.to_string())?;
         let r = s
             .http
@@ -228,6 +240,145 @@ pub fn send(a: SendArgs) -> Result<(), String> {
         v["http_status"] = json!(status);
         print_json(&v)
     })
+}
+
+/// The proof of work `sender` needs for `recipient` at this node: the node's
+/// minimum (/v1/info `policy.min_pow_bits`) unless the recipient's policy
+/// allows the sender, and at least what that policy asks.
+async fn required_pow(s: &Session, sender: &str, recipient: &str) -> Result<u32, String> {
+    let info: Value = s
+        .http
+        .get(format!("{}/v1/info", s.base))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let node_min = info["policy"]["min_pow_bits"].as_u64().unwrap_or(0) as u32;
+    let r = s
+        .http
+        .get(format!("{}/v1/policy/{recipient}", s.base))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status().as_u16() == 404 {
+        return Ok(node_min);
+    }
+    let doc: fio_l2_node::policy::PolicyDoc = r
+        .json()
+        .await
+        .map_err(|e| format!("bad policy of {recipient}: {e}"))?;
+    Ok(match doc.decide(sender) {
+        fio_l2_node::policy::Decision::Allowed => 0,
+        fio_l2_node::policy::Decision::Blocked => {
+            eprintln!("warning: {recipient}'s policy blocks {sender}; the node will refuse");
+            0
+        }
+        fio_l2_node::policy::Decision::Neutral => {
+            if doc.contacts_only {
+                eprintln!("warning: {recipient} accepts only its contacts; the node will refuse");
+            }
+            node_min.max(doc.min_pow_bits)
+        }
+    })
+}
+
+fn leading_zero_bits(h: &[u8; 32]) -> u32 {
+    let mut n = 0;
+    for b in h {
+        if *b == 0 {
+            n += 8;
+        } else {
+            return n + b.leading_zeros();
+        }
+    }
+    n
+}
+
+/// A nonce giving `sha256(packed)` at least `bits` leading zero bits, searched
+/// on all cores (thread t tries t, t+T, ...), with progress on stderr.
+pub fn find_nonce(m: &Message, bits: u32) -> Result<u64, String> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const MAX_NONCE: u64 = (1 << 53) - 1;
+    if bits > 64 {
+        return Err("at most 64 bits of proof of work".into());
+    }
+    // The nonce's place in `packed`: where nonce 0 and nonce MAX differ.
+    let a = Message {
+        nonce: 0,
+        ..m.clone()
+    }
+    .pack();
+    let b = Message {
+        nonce: u64::MAX,
+        ..m.clone()
+    }
+    .pack();
+    let off = a
+        .iter()
+        .zip(&b)
+        .position(|(x, y)| x != y)
+        .ok_or("no nonce field")?;
+    let (prefix, suffix) = (&a[..off], &a[off + 8..]);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let found = AtomicU64::new(u64::MAX);
+    let stop = AtomicBool::new(false);
+    let tries = AtomicU64::new(0);
+    let start = std::time::Instant::now();
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            let (found, stop, tries) = (&found, &stop, &tries);
+            sc.spawn(move || {
+                let mut n = t;
+                let mut local = 0u64;
+                while n <= MAX_NONCE && !stop.load(Ordering::Relaxed) {
+                    let nb = n.to_le_bytes();
+                    let h = fio_l2_protocol::hash::sha256_parts(&[prefix, &nb, suffix]);
+                    if leading_zero_bits(&h) >= bits {
+                        found.fetch_min(n, Ordering::Relaxed);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    n += threads;
+                    local += 1;
+                    if local == 4096 {
+                        tries.fetch_add(local, Ordering::Relaxed);
+                        local = 0;
+                    }
+                }
+                tries.fetch_add(local, Ordering::Relaxed);
+            });
+        }
+        let mut last = std::time::Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if last.elapsed().as_secs_f64() >= 1.0 {
+                last = std::time::Instant::now();
+                let n = tries.load(Ordering::Relaxed);
+                eprint!(
+                    "\rproof of work: {bits} bits, {n} tries ({:.0}/s on {threads} threads, ~{:.0} expected)",
+                    n as f64 / start.elapsed().as_secs_f64(),
+                    2f64.powi(bits as i32)
+                );
+            }
+            if found.load(Ordering::Relaxed) == u64::MAX
+                && tries.load(Ordering::Relaxed) > MAX_NONCE
+            {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let n = found.load(Ordering::Relaxed);
+    if n == u64::MAX {
+        return Err(format!("no nonce gives {bits} bits of proof of work"));
+    }
+    eprintln!(
+        "\rproof of work: {bits} bits after {} tries in {:.2?} (nonce {n})",
+        tries.load(Ordering::Relaxed),
+        start.elapsed()
+    );
+    Ok(n)
 }
 
 /// Verify one inbox entry as a wallet must: nothing from the node is trusted.

@@ -32,6 +32,12 @@ pub struct NodeArgs {
     /// Allowed clock skew, seconds.
     #[arg(long)]
     pub max_clock_skew: Option<u32>,
+    /// Node-wide proof of work (leading zero bits) for senders a recipient has not allowed.
+    #[arg(long)]
+    pub min_pow_bits: Option<u32>,
+    /// Apply per-IP limits to loopback clients too (docs/spam.md).
+    #[arg(long)]
+    pub limit_loopback: bool,
     /// Log filter (error, warn, info, debug).
     #[arg(long, env = "FIO_L2_LOG", default_value = "info")]
     pub log: String,
@@ -51,6 +57,12 @@ pub fn config_from(a: &NodeArgs) -> Result<NodeConfig, String> {
     }
     if let Some(v) = a.max_clock_skew {
         limits.max_clock_skew_secs = v;
+    }
+    if let Some(v) = a.min_pow_bits {
+        limits.min_pow_bits = v;
+    }
+    if a.limit_loopback {
+        limits.limit_loopback = true;
     }
     let _: &Limits = &limits;
     let cfg = NodeConfig {

@@ -59,7 +59,11 @@ pub async fn admit(
     match &r {
         Ok(a) if a.status == StatusCode::CREATED => Counters::bump(&state.counters.accepted),
         Ok(_) => Counters::bump(&state.counters.duplicates),
-        Err(_) => Counters::bump(&state.counters.refused),
+        Err(e) => {
+            Counters::bump(&state.counters.refused);
+            state.spam.count_refusal(&e.code);
+            crate::limits::note_failure(state, source, &e.code);
+        }
     }
     r
 }
@@ -67,7 +71,7 @@ pub async fn admit(
 async fn admit_inner(
     state: &Arc<NodeState>,
     bytes: &[u8],
-    _source: &Source,
+    source: &Source,
 ) -> Result<Admitted, ApiError> {
     let limits = &state.config.limits;
     // 1. Size and shape.
@@ -95,6 +99,9 @@ async fn admit_inner(
     }
     // 2. Time window.
     msg.check_time(now_unix(), &state.time_policy())?;
+    // 2b. Spam checks needing no crypto (limits.rs): recipient policy, proof
+    // of work, inbox quota, a peek at the rate buckets (charged after 5).
+    let ticket = crate::limits::precheck(state, &msg, source).await?;
     // 3-4. Known id (the same packed message is the same message, whatever
     // its signature), then the signature: one trip to the blocking pool, a
     // bounded number at once.
@@ -121,6 +128,8 @@ async fn admit_inner(
     };
     // 5. Chain ownership (cached, single-flight in the client).
     check_sender(state, &msg).await?;
+    // 5b. The sender is proven: charge its buckets (limits.rs).
+    crate::limits::charge(state, &msg, source, &ticket)?;
     // 6. Durable write, group-committed.
     let m = msg.message();
     let new = NewMessage {

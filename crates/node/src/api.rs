@@ -30,7 +30,22 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/health", get(health))
         .route("/v1/info", get(info))
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/messages", post(post_messages))
+        .route(
+            "/v1/messages",
+            post(post_messages).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::limits::ip_gate,
+            )),
+        )
+        .route(
+            "/v1/policy/{address}",
+            get(crate::policy::get_policy)
+                .put(crate::policy::put_policy)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::limits::ip_gate,
+                )),
+        )
         .route("/v1/inbox/{address}", get(get_inbox))
         .route("/v1/inbox/{address}/ack", post(post_ack))
         .route("/v1/inbox/{address}/events", get(get_events))
@@ -78,10 +93,12 @@ pub fn info_value(st: &NodeState) -> Value {
             "max_clock_skew_secs": l.max_clock_skew_secs,
             "proof_window_secs": l.proof_window_secs,
             "max_page": l.max_page,
+            "spam": crate::limits::info_limits(l),
         },
         "policy": {
             "senders": "owners of a registered FIO Address with a usable domain",
-            "min_pow_bits": 0,
+            "min_pow_bits": l.min_pow_bits,
+            "recipient_policies": "GET /v1/policy/{address}",
         },
         "stats": {
             "accepted": st.counters.accepted.load(std::sync::atomic::Ordering::Relaxed),
@@ -89,6 +106,7 @@ pub fn info_value(st: &NodeState) -> Value {
             "refused": st.counters.refused.load(std::sync::atomic::Ordering::Relaxed),
             "chain_requests": chain.requests,
             "chain_cache_hits": chain.cache_hits,
+            "spam": st.spam.stats_value(),
         },
     })
 }
@@ -156,6 +174,10 @@ async fn post_messages(
             ),
         )
         .into_response();
+    }
+    if let Err(e) = crate::limits::charge_batch(&st, &source, items.len()) {
+        st.spam.count_refusal(&e.code);
+        return e.into_response();
     }
     // Concurrently, so that the durable writer commits them as one group.
     let results = futures_util::future::join_all(

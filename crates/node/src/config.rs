@@ -29,6 +29,38 @@ pub struct Limits {
     pub max_concurrent_verifications: usize,
     /// Most live (SSE) subscriptions at once.
     pub max_subscriptions: usize,
+    // Spam resistance (docs/spam.md). Rates are tokens per minute; a burst
+    // of 0 disables that limit.
+    /// Submission requests (envelopes, in arrays) per client IP (IPv6: /64).
+    pub ip_requests_per_min: u32,
+    pub ip_requests_burst: u32,
+    /// Failed signatures / unowned senders per client IP before it is cut off.
+    pub ip_failures_per_min: u32,
+    pub ip_failures_burst: u32,
+    /// Apply the per-IP limits to loopback clients too (off: a reverse proxy
+    /// on the same host would make every client one IP).
+    pub limit_loopback: bool,
+    /// Accepted messages per sender address.
+    pub sender_per_min: u32,
+    pub sender_burst: u32,
+    /// Accepted messages per recipient (senders it allows are exempt).
+    pub recipient_per_min: u32,
+    pub recipient_burst: u32,
+    /// Accepted messages per (sender, recipient).
+    pub pair_per_min: u32,
+    pub pair_burst: u32,
+    /// Most messages stored for one recipient; 0: no quota.
+    pub inbox_quota: u64,
+    /// Node-wide proof of work for senders the recipient has not allowed.
+    pub min_pow_bits: u32,
+    /// Most entries in each rate-limit map (idle ones are evicted first).
+    pub rate_limit_entries: usize,
+    /// Most submission requests in flight at once (beyond: 503 saturated).
+    pub max_inflight_submissions: usize,
+    /// Most submission requests in flight per client IP (beyond: 429).
+    pub max_inflight_per_ip: usize,
+    /// Most recipient policies stored.
+    pub max_policies: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +78,23 @@ impl Default for Limits {
                 .map(|n| n.get() * 4)
                 .unwrap_or(8),
             max_subscriptions: 10_000,
+            ip_requests_per_min: 6_000,
+            ip_requests_burst: 1_000,
+            ip_failures_per_min: 600,
+            ip_failures_burst: 100,
+            limit_loopback: false,
+            sender_per_min: 3_000,
+            sender_burst: 5_000,
+            recipient_per_min: 12_000,
+            recipient_burst: 20_000,
+            pair_per_min: 1_200,
+            pair_burst: 3_000,
+            inbox_quota: 100_000,
+            min_pow_bits: 0,
+            rate_limit_entries: 100_000,
+            max_inflight_submissions: 1_024,
+            max_inflight_per_ip: 64,
+            max_policies: 1_000_000,
         }
     }
 }
@@ -104,6 +153,15 @@ impl NodeConfig {
             || l.max_concurrent_verifications == 0
         {
             return Err("limits must be positive".into());
+        }
+        if l.rate_limit_entries == 0
+            || l.max_inflight_submissions == 0
+            || l.max_inflight_per_ip == 0
+        {
+            return Err("rate_limit_entries and max_inflight_* must be positive".into());
+        }
+        if l.min_pow_bits > 64 {
+            return Err("min_pow_bits must be at most 64".into());
         }
         if l.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());

@@ -8,6 +8,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod limits;
+pub mod policy;
 pub mod server;
 pub mod state;
 pub mod storage;

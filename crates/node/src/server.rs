@@ -134,6 +134,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
         verify_slots: Semaphore::new(limits.max_concurrent_verifications),
         subscription_slots: Arc::new(Semaphore::new(limits.max_subscriptions)),
         counters: Counters::default(),
+        spam: crate::limits::SpamState::new(&config.limits, &config.data_dir)?,
         config,
     });
 

@@ -356,3 +356,150 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+// ---- spam resistance helpers (crates/cli/tests/spam*.rs) ----
+
+/// Write a node TOML config holding `[limits]` lines; returns its path
+/// (start the node with `&["--config", path]`).
+pub fn limits_config(dir: &Path, name: &str, limits_toml: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, format!("[limits]\n{limits_toml}\n")).unwrap();
+    p
+}
+
+/// GET /v1/info.
+pub async fn info(c: &reqwest::Client, url: &str) -> Value {
+    c.get(format!("{url}/v1/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A client whose connections come from `ip` (any 127.x.y.z on Linux loopback).
+pub fn http_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .local_address(Some(ip.parse().unwrap()))
+        .build()
+        .unwrap()
+}
+
+/// POST raw bytes to /v1/messages: (status, JSON body or Null, Retry-After).
+pub async fn post_raw_ra(
+    c: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> (u16, Value, Option<u64>) {
+    let r = c
+        .post(format!("{url}/v1/messages"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let ra = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = r.text().await.unwrap();
+    (st, serde_json::from_str(&text).unwrap_or(Value::Null), ra)
+}
+
+pub async fn post_msg_ra(
+    c: &reqwest::Client,
+    url: &str,
+    m: &SignedMessage,
+) -> (u16, Value, Option<u64>) {
+    post_raw_ra(c, url, serde_json::to_vec(&m.to_json_value(false)).unwrap()).await
+}
+
+/// Assert a refusal: status, error code, and (for 429/503) a Retry-After.
+pub fn assert_refused(got: &(u16, Value, Option<u64>), status: u16, code: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    if status == 429 || status == 503 {
+        assert!(got.2.unwrap_or(0) >= 1, "no Retry-After: {:?}", got);
+    }
+}
+
+/// A message whose id has at least `bits` leading zero bits (nonce search).
+pub fn signed_pow(
+    from: &Party,
+    to: &Party,
+    memo: &str,
+    chain_id: &[u8; 32],
+    bits: u32,
+) -> SignedMessage {
+    let mut m = message(from, to, memo);
+    while m.pow_bits() < bits {
+        m.nonce += 1;
+    }
+    m.sign(&from.key, chain_id).unwrap()
+}
+
+/// A message signed by `signer` claiming to be from `from` (a forgery when
+/// `signer` does not own `from.address`).
+pub fn signed_by(
+    from: &Party,
+    signer: &PrivateKey,
+    to: &Party,
+    memo: &str,
+    chain_id: &[u8; 32],
+) -> SignedMessage {
+    let mut m = message(from, to, memo);
+    m.sender_key = signer.public_key();
+    m.sender_encrypt_key = signer.public_key();
+    m.sign(signer, chain_id).unwrap()
+}
+
+/// A recipient policy for `owner`, signed by `signer` (the owner, or not).
+#[allow(clippy::too_many_arguments)]
+pub fn policy_doc(
+    owner: &Party,
+    signer: &PrivateKey,
+    chain_id: &[u8; 32],
+    updated: u64,
+    allow: &[&str],
+    block: &[&str],
+    contacts_only: bool,
+    min_pow_bits: u32,
+    max_content_bytes: u64,
+) -> Value {
+    let doc = fio_l2_node::policy::PolicyDoc {
+        version: 1,
+        address: owner.address.clone(),
+        owner_key: String::new(),
+        updated,
+        allow: allow.iter().map(|s| s.to_string()).collect(),
+        block: block.iter().map(|s| s.to_string()).collect(),
+        contacts_only,
+        min_pow_bits,
+        max_content_bytes,
+        signature: String::new(),
+    }
+    .sign(signer, chain_id);
+    serde_json::to_value(doc).unwrap()
+}
+
+/// PUT /v1/policy/{address}: (status, JSON body).
+pub async fn put_policy(
+    c: &reqwest::Client,
+    url: &str,
+    address: &str,
+    doc: &Value,
+) -> (u16, Value) {
+    let r = c
+        .put(format!("{url}/v1/policy/{address}"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(doc).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}

@@ -183,6 +183,22 @@ pub trait Store: Send + Sync {
             self.backend_name()
         )))
     }
+
+    /// Messages stored for `recipient` (expired ones not yet purged
+    /// included), for the inbox quota. The default pages through
+    /// `list_inbox`; both backends answer from their index.
+    fn inbox_count(&self, recipient: &str) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        let mut cursor = None;
+        loop {
+            let page = self.list_inbox(recipient, cursor, 1000, Order::OldestFirst, 0)?;
+            n += page.len() as u64;
+            match page.last() {
+                Some(e) if page.len() == 1000 => cursor = Some(e.seq),
+                _ => return Ok(n),
+            }
+        }
+    }
 }
 
 /// The storage backends this node can run on.

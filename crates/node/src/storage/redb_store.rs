@@ -428,6 +428,20 @@ impl Store for RedbStore {
         Ok(total)
     }
 
+    fn inbox_count(&self, recipient: &str) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let inbox = tx.open_table(INBOX).map_err(be)?;
+        let mut n = 0u64;
+        for item in inbox
+            .range((recipient, 0u64)..=(recipient, u64::MAX))
+            .map_err(be)?
+        {
+            item.map_err(be)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn count(&self) -> Result<u64, StoreError> {
         let tx = self.db.begin_read().map_err(be)?;
         let inbox = tx.open_table(INBOX).map_err(be)?;

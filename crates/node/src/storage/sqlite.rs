@@ -389,6 +389,19 @@ impl Store for SqliteStore {
         Ok((a + b) as u64)
     }
 
+    fn inbox_count(&self, recipient: &str) -> Result<u64, StoreError> {
+        self.with_reader(|c| {
+            let n: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM messages WHERE recipient = ?1",
+                    [recipient],
+                    |r| r.get(0),
+                )
+                .map_err(be)?;
+            to_seq(n)
+        })
+    }
+
     fn count(&self) -> Result<u64, StoreError> {
         self.with_reader(|c| {
             let n: i64 = c

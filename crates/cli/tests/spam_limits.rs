@@ -1,0 +1,237 @@
+//! Spam resistance against a real `fio-l2 node --dev` process: every rate
+//! limit and quota refuses with 429, its own code and a Retry-After, and
+//! stores nothing; forged messages cannot spend a sender's budget; the
+//! per-IP penalty box; the rate-limit maps stay bounded under many distinct
+//! IPs and senders (docs/spam.md).
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+async fn setup(limits: &str) -> (tempfile::TempDir, Node, reqwest::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = limits_config(dir.path(), "node", limits);
+    let node = Node::start(
+        &dir.path().join("node"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    (dir, node, http())
+}
+
+fn p(name: &str) -> Party {
+    Party::new(name, &format!("{name}@dev"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_bucket_refuses_and_forgeries_do_not_spend_it() {
+    let (_d, node, c) = setup("sender_burst = 3\nsender_per_min = 1").await;
+    let (alice, bob, mallory) = (p("alice"), p("bob"), p("mallory"));
+    for x in [&alice, &bob, &mallory] {
+        register(&c, &node.url, x).await;
+    }
+    // Forgeries claiming alice (signed by mallory's key): refused, no charge.
+    for i in 0..6 {
+        let f = signed_by(
+            &alice,
+            &mallory.key,
+            &bob,
+            &format!("forged {i}"),
+            &node.chain_id,
+        );
+        let r = post_msg_ra(&c, &node.url, &f).await;
+        assert_refused(&r, 403, "sender_not_owner");
+    }
+    for i in 0..3 {
+        let m = signed(&alice, &bob, &format!("m{i}"), &node.chain_id);
+        let r = post_msg_ra(&c, &node.url, &m).await;
+        assert_eq!(r.0, 201, "{}", r.1);
+    }
+    let m = signed(&alice, &bob, "one too many", &node.chain_id);
+    let r = post_msg_ra(&c, &node.url, &m).await;
+    assert_refused(&r, 429, "sender_rate_limited");
+    assert!(r.2.unwrap() >= 30, "retry-after {:?}", r.2);
+    assert_eq!(health_count(&c, &node.url).await, 3);
+    // Another sender is not affected.
+    let m = signed(&mallory, &bob, "mallory's own", &node.chain_id);
+    assert_eq!(post_msg_ra(&c, &node.url, &m).await.0, 201);
+    let i = info(&c, &node.url).await;
+    assert_eq!(i["limits"]["spam"]["sender_burst"], 3, "{i}");
+    assert!(
+        i["stats"]["spam"]["refusals"]["sender_rate_limited"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_and_recipient_limits_each_have_their_code() {
+    let (_d, node, c) =
+        setup("pair_burst = 2\npair_per_min = 1\nrecipient_burst = 4\nrecipient_per_min = 1").await;
+    let (alice, bob, carol, dave, erin) = (p("alice"), p("bob"), p("carol"), p("dave"), p("erin"));
+    for x in [&alice, &bob, &carol, &dave, &erin] {
+        register(&c, &node.url, x).await;
+    }
+    // Pair: alice -> bob twice, then refused; alice -> carol still fine.
+    for i in 0..2 {
+        let m = signed(&alice, &bob, &format!("a{i}"), &node.chain_id);
+        assert_eq!(post_msg_ra(&c, &node.url, &m).await.0, 201);
+    }
+    let r = post_msg_ra(&c, &node.url, &signed(&alice, &bob, "a2", &node.chain_id)).await;
+    assert_refused(&r, 429, "pair_rate_limited");
+    let m = signed(&alice, &carol, "to carol", &node.chain_id);
+    assert_eq!(post_msg_ra(&c, &node.url, &m).await.0, 201);
+    // Recipient: bob has had 2; carol and dave bring it to 4; erin is refused.
+    for (i, s) in [&carol, &dave].iter().enumerate() {
+        let m = signed(s, &bob, &format!("r{i}"), &node.chain_id);
+        assert_eq!(post_msg_ra(&c, &node.url, &m).await.0, 201);
+    }
+    let r = post_msg_ra(&c, &node.url, &signed(&erin, &bob, "r", &node.chain_id)).await;
+    assert_refused(&r, 429, "recipient_rate_limited");
+    assert_eq!(health_count(&c, &node.url).await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_quota_refuses_with_its_own_code() {
+    let (_d, node, c) = setup("inbox_quota = 3").await;
+    let (alice, bob, carol) = (p("alice"), p("bob"), p("carol"));
+    for x in [&alice, &bob, &carol] {
+        register(&c, &node.url, x).await;
+    }
+    for i in 0..3 {
+        let m = signed(&alice, &carol, &format!("q{i}"), &node.chain_id);
+        assert_eq!(post_msg_ra(&c, &node.url, &m).await.0, 201);
+    }
+    let r = post_msg_ra(&c, &node.url, &signed(&bob, &carol, "q3", &node.chain_id)).await;
+    assert_refused(&r, 429, "inbox_full");
+    // Other inboxes are not affected.
+    let r = post_msg_ra(&c, &node.url, &signed(&carol, &bob, "hi", &node.chain_id)).await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    assert_eq!(health_count(&c, &node.url).await, 4);
+    assert_eq!(inbox_ids(&c, &node, &carol).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_request_bucket_batches_and_penalty_box() {
+    let (_d, node, c) = setup(
+        "limit_loopback = true\nip_requests_burst = 6\nip_requests_per_min = 1\nip_failures_burst = 2\nip_failures_per_min = 1",
+    )
+    .await;
+    let (alice, bob, mallory) = (p("alice"), p("bob"), p("mallory"));
+    for x in [&alice, &bob, &mallory] {
+        register(&c, &node.url, x).await;
+    }
+    // 127.0.0.2: a batch of 4 costs 4 requests; then one more is fine, two are not.
+    let c2 = http_from("127.0.0.2");
+    let batch: Vec<_> = (0..4)
+        .map(|i| signed(&alice, &bob, &format!("b{i}"), &node.chain_id).to_json_value(false))
+        .collect();
+    let r = post_raw_ra(&c2, &node.url, serde_json::to_vec(&json!(batch)).unwrap()).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert!(r.1["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x["http_status"] == 201));
+    let r = post_msg_ra(&c2, &node.url, &signed(&alice, &bob, "5th", &node.chain_id)).await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    let batch: Vec<_> = (0..2)
+        .map(|i| signed(&alice, &bob, &format!("c{i}"), &node.chain_id).to_json_value(false))
+        .collect();
+    let r = post_raw_ra(&c2, &node.url, serde_json::to_vec(&json!(batch)).unwrap()).await;
+    assert_refused(&r, 429, "ip_rate_limited");
+    let r = post_msg_ra(&c2, &node.url, &signed(&alice, &bob, "7th", &node.chain_id)).await;
+    assert_refused(&r, 429, "ip_rate_limited");
+    assert_eq!(health_count(&c, &node.url).await, 5);
+
+    // 127.0.0.3: two bad signatures, then even a valid message is refused
+    // before it is read.
+    let c3 = http_from("127.0.0.3");
+    for i in 0..2 {
+        let mut v = signed(&alice, &bob, &format!("x{i}"), &node.chain_id).to_json_value(false);
+        let other = signed(&alice, &bob, "other", &node.chain_id);
+        v["signature"] = json!(other.signature().to_string());
+        let r = post_raw_ra(&c3, &node.url, serde_json::to_vec(&v).unwrap()).await;
+        assert_refused(&r, 401, "signature_mismatch");
+    }
+    let r = post_msg_ra(
+        &c3,
+        &node.url,
+        &signed(&alice, &bob, "good", &node.chain_id),
+    )
+    .await;
+    assert_refused(&r, 429, "ip_penalized");
+    // Unregistered senders count as failures too (127.0.0.4).
+    let c4 = http_from("127.0.0.4");
+    let ghost = p("ghost");
+    for _ in 0..2 {
+        let r = post_msg_ra(&c4, &node.url, &signed(&ghost, &bob, "boo", &node.chain_id)).await;
+        assert_refused(&r, 403, "sender_not_registered");
+    }
+    let r = post_msg_ra(
+        &c4,
+        &node.url,
+        &signed(&mallory, &bob, "ok", &node.chain_id),
+    )
+    .await;
+    assert_refused(&r, 429, "ip_penalized");
+    // A clean address is unaffected.
+    let c5 = http_from("127.0.0.5");
+    let r = post_msg_ra(
+        &c5,
+        &node.url,
+        &signed(&mallory, &bob, "ok", &node.chain_id),
+    )
+    .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    assert_eq!(health_count(&c, &node.url).await, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_maps_stay_bounded_under_many_ips_and_senders() {
+    let (_d, node, c) = setup("limit_loopback = true\nrate_limit_entries = 64").await;
+    let bob = p("bob");
+    register(&c, &node.url, &bob).await;
+    // 400 distinct client IPs, one (refused: unregistered sender) request each.
+    let ghost = p("ghost");
+    let body = serde_json::to_vec(&signed(&ghost, &bob, "x", &node.chain_id).to_json_value(false))
+        .unwrap();
+    let mut tasks = vec![];
+    for chunk in 0..8u32 {
+        let (url, body) = (node.url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            for k in 0..50u32 {
+                let n = chunk * 50 + k;
+                let ip = format!("127.0.{}.{}", 1 + n / 200, 1 + n % 200);
+                let r = post_raw_ra(&http_from(&ip), &url, body.clone()).await;
+                assert!(r.0 == 403, "{ip}: {:?}", r);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // 120 distinct owned senders, one accepted message each.
+    let senders: Vec<Party> = (0..120).map(|i| p(&format!("s{i}"))).collect();
+    for s in &senders {
+        register(&c, &node.url, s).await;
+    }
+    for s in &senders {
+        let r = post_msg_ra(&c, &node.url, &signed(s, &bob, "hi", &node.chain_id)).await;
+        assert_eq!(r.0, 201, "{}", r.1);
+    }
+    let i = info(&c, &node.url).await;
+    let b = &i["stats"]["spam"]["buckets"];
+    for name in ["ip_requests", "ip_failures", "sender", "pair"] {
+        let (n, cap) = (
+            b[name]["entries"].as_u64().unwrap(),
+            b[name]["cap"].as_u64().unwrap(),
+        );
+        assert!(cap <= 64 + 16, "{name}: cap {cap}");
+        assert!(n <= cap, "{name}: {n} entries > cap {cap}: {b}");
+    }
+    assert!(b["ip_requests"]["evictions"].as_u64().unwrap() > 0, "{b}");
+    assert!(b["sender"]["evictions"].as_u64().unwrap() > 0, "{b}");
+    assert_eq!(health_count(&c, &node.url).await, 120);
+}
