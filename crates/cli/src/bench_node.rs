@@ -179,6 +179,7 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
         chain_positive_ttl_secs: 3600,
         chain_negative_ttl_secs: 30,
         purge_interval_secs: 3600,
+        replication: Default::default(),
     };
     let node = fio_l2_node::server::start(cfg).await?;
     let base = node.url();

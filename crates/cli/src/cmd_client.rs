@@ -42,6 +42,9 @@ pub struct SendArgs {
     /// the node (/v1/info) or the recipient's policy asks of this sender].
     #[arg(long)]
     pub pow_bits: Option<u32>,
+    /// Do not deliver to the recipient's home nodes (its FIOL2/NODE mapping); only to --node.
+    #[arg(long)]
+    pub no_home: bool,
     /// The content as a JSON object of the content type's fields.
     pub content_json: String,
 }
@@ -228,6 +231,12 @@ pub fn send(a: SendArgs) -> Result<(), String> {
             m.nonce = find_nonce(&m, bits)?;
         }
         let signed = m.sign(&key, &s.info.chain_id).map_err(|e| e.to_string())?;
+        // Home-node mode: the recipient's published nodes first (docs/replication.md).
+        if !a.no_home {
+            if let Some(v) = send_home(&s, &signed).await {
+                return print_json(&v);
+            }
+        }
         let r = s
             .http
             .post(format!("{}/v1/messages", s.base))
@@ -238,6 +247,7 @@ pub fn send(a: SendArgs) -> Result<(), String> {
         let status = r.status().as_u16();
         let mut v = answer(r).await?;
         v["http_status"] = json!(status);
+        v["node"] = json!(s.base);
         print_json(&v)
     })
 }
@@ -471,7 +481,17 @@ pub fn ack(a: AckArgs) -> Result<(), String> {
         let s = Session::open(&a.target).await?;
         let address = canonical_address(&a.address).map_err(|e| e.to_string())?;
         let pq = format!("/v1/inbox/{address}/ack");
-        let body = serde_json::to_vec(&json!({"ids": a.ids})).map_err(|e| e.to_string())?;
+        // A deletion record any node can verify, so the deletion replicates
+        // (docs/replication.md).
+        let deletion = fio_l2_node::replication::deletion::sign(
+            &key,
+            &s.info.chain_id,
+            &address,
+            now_unix(),
+            &a.ids,
+        );
+        let body = serde_json::to_vec(&json!({"ids": a.ids, "deletion": deletion}))
+            .map_err(|e| e.to_string())?;
         let headers = s.proof(&key, &address, "POST", &pq, &body);
         let r = s
             .http
@@ -484,4 +504,38 @@ pub fn ack(a: AckArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         print_json(&answer(r).await?)
     })
+}
+
+/// Delivers to the recipient's home nodes (its `FIOL2`/`NODE` public address
+/// mapping), in order; the first that accepts wins. None: no mapping, or
+/// none accepted (the caller falls back to `--node`).
+async fn send_home(s: &Session, signed: &SignedMessage) -> Option<Value> {
+    use fio_l2_node::replication::home;
+    let recipient = &signed.message().recipient;
+    let value = s
+        .chain
+        .pub_address(recipient, home::CHAIN_CODE, home::TOKEN_CODE)
+        .await
+        .ok()?;
+    for url in home::parse_urls(&value) {
+        let r = s
+            .http
+            .post(format!("{url}/v1/messages"))
+            .json(&signed.to_json_value(false))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().is_success() => {
+                let status = r.status().as_u16();
+                if let Ok(mut v) = r.json::<Value>().await {
+                    v["http_status"] = json!(status);
+                    v["node"] = json!(url);
+                    return Some(v);
+                }
+            }
+            Ok(r) => eprintln!("home node {url} refused ({}); trying the next", r.status()),
+            Err(e) => eprintln!("home node {url} unreachable ({e}); trying the next"),
+        }
+    }
+    None
 }

@@ -128,6 +128,7 @@ async fn admit_inner(
     };
     // 5. Chain ownership (cached, single-flight in the client).
     check_sender(state, &msg).await?;
+    crate::replication::home::check_recipient(state, &msg.message().recipient).await?;
     // 5b. The sender is proven: charge its buckets (limits.rs).
     crate::limits::charge(state, &msg, source, &ticket)?;
     // 6. Durable write, group-committed.
@@ -154,6 +155,7 @@ async fn admit_inner(
         .map_err(to_api)?;
     match outcome {
         PutOutcome::Inserted { seq } => {
+            crate::replication::on_inserted(state, &msg, source);
             state.hub.publish(&m.recipient, || InboxEvent {
                 seq,
                 json: json!({"seq": seq, "envelope": msg.to_json_value(true)}).to_string(),

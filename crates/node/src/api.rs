@@ -336,6 +336,8 @@ async fn get_inbox(
 #[serde(deny_unknown_fields)]
 struct AckBody {
     ids: Vec<String>,
+    /// Optional network-verifiable deletion record (docs/replication.md).
+    deletion: Option<crate::replication::deletion::DeletionRecord>,
 }
 
 /// `POST /v1/inbox/{address}/ack` with `{"ids":[...]}` (owner proof covering the body).
@@ -383,6 +385,9 @@ async fn post_ack(
         })
         .collect::<Result<Vec<_>, _>>()?;
     authorize(&st, &address, &method, &uri, &headers, &body).await?;
+    let record =
+        crate::replication::deletion::prepare_ack(&st, &address, &ack.ids, ack.deletion.as_ref())
+            .await?;
     let store = st.store.clone();
     let addr = address.clone();
     let ids2 = ids.clone();
@@ -396,6 +401,13 @@ async fn post_ack(
                 e.to_string(),
             )
         })?;
+    let gone: Vec<[u8; 32]> = ids
+        .iter()
+        .zip(&done)
+        .filter(|(_, ok)| **ok)
+        .map(|(id, _)| *id)
+        .collect();
+    crate::replication::deletion::after_ack(&st, record, &gone).await;
     let (mut deleted, mut not_found) = (vec![], vec![]);
     for (id, ok) in ids.iter().zip(done) {
         if ok {

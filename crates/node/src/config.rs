@@ -113,6 +113,8 @@ pub struct NodeConfig {
     pub chain_negative_ttl_secs: u64,
     /// How often expired messages are purged, seconds.
     pub purge_interval_secs: u64,
+    /// Peers, push, repair, home-node mode (docs/replication.md).
+    pub replication: crate::replication::ReplicationConfig,
 }
 
 /// The TOML file's shape: every key optional; flags and environment win.
@@ -129,6 +131,12 @@ pub struct FileConfig {
     pub purge_interval_secs: Option<u64>,
     /// Peers (used by replication; accepted here so one file serves both).
     pub peer: Option<Vec<String>>,
+    /// This node's public base URL (home-node mode; docs/replication.md).
+    pub public_url: Option<String>,
+    /// Keep only messages for addresses naming this node as home.
+    pub serve_only_home: Option<bool>,
+    /// Interval of the recent-window repair pass, milliseconds.
+    pub sync_interval_ms: Option<u64>,
 }
 
 impl FileConfig {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod policy;
+pub mod replication;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -134,11 +134,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
         verify_slots: Semaphore::new(limits.max_concurrent_verifications),
         subscription_slots: Arc::new(Semaphore::new(limits.max_subscriptions)),
         counters: Counters::default(),
+        replication: Default::default(),
         spam: crate::limits::SpamState::new(&config.limits, &config.data_dir)?,
         config,
     });
 
-    let mut app = api::router(state.clone());
+    crate::replication::start(&state)?;
+    let mut app = api::router(state.clone()).merge(crate::replication::api::router(state.clone()));
     if let Some(dc) = dev_chain {
         app = app.merge(devchain::router(dc));
     }

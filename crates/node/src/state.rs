@@ -26,6 +26,8 @@ pub struct NodeState {
     /// Bounds live subscriptions.
     pub subscription_slots: Arc<Semaphore>,
     pub counters: Counters,
+    /// Replication (peers, push, repair), set once at start.
+    pub replication: std::sync::OnceLock<Arc<crate::replication::Replicator>>,
     /// Rate limits, in-flight limits, inbox quota and recipient policies (limits.rs).
     pub spam: crate::limits::SpamState,
 }

@@ -23,7 +23,8 @@ fn msg(n: u32, recipient: &str) -> NewMessage {
 
 fn check(s: Arc<dyn Store>) {
     assert!(matches!(
-        s.put_batch(&[msg(1, "bob@dev"), msg(2, "carol@dev")]).unwrap()[..],
+        s.put_batch(&[msg(1, "bob@dev"), msg(2, "carol@dev")])
+            .unwrap()[..],
         [PutOutcome::Inserted { .. }, PutOutcome::Inserted { .. }]
     ));
     // 1: stored for bob -> deleted; 2: carol's -> refused; 3: unknown -> tombstone.

@@ -503,3 +503,201 @@ pub async fn put_policy(
     let st = r.status().as_u16();
     (st, r.json().await.unwrap_or(Value::Null))
 }
+
+// ---- replication helpers (multi-node on one shared dev chain) ----------------
+
+/// A `fio-l2 devchain` child process. Dropping it kills it.
+pub struct DevChainProc {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    pub url: String,
+    pub chain_id: [u8; 32],
+}
+
+impl DevChainProc {
+    pub fn start(data: &Path) -> DevChainProc {
+        std::fs::create_dir_all(data).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["devchain", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fio-l2 devchain");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let ready: Value = serde_json::from_str(line.trim()).expect("devchain ready line");
+        DevChainProc {
+            child,
+            _stdout: out,
+            url: format!("http://{}", ready["listen"].as_str().unwrap()),
+            chain_id: parse_chain_id(ready["chain_id"].as_str().unwrap()).unwrap(),
+        }
+    }
+}
+
+impl Drop for DevChainProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound then released; a race is unlikely in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    /// Start a node (not --dev) on a fixed port against the FIO API `fio_api`,
+    /// with `--peer` for each of `peers`; waits for its ready line.
+    pub fn start_peer(
+        data: &Path,
+        port: u16,
+        fio_api: &str,
+        peers: &[String],
+        extra: &[&str],
+    ) -> Node {
+        std::fs::create_dir_all(data).unwrap();
+        let log = data.with_extension(format!(
+            "{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["node", "--log", "info", "--fio-api", fio_api, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data")
+            .arg(data);
+        for p in peers {
+            cmd.args(["--peer", p]);
+        }
+        let mut child = cmd
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("spawn fio-l2 node");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let n = out.read_line(&mut line).unwrap_or(0);
+        if n == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "node did not print its ready line; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let ready: Value = serde_json::from_str(line.trim()).expect("ready line is JSON");
+        Node {
+            child,
+            _stdout: out,
+            url: ready["url"].as_str().unwrap().to_string(),
+            chain_id: parse_chain_id(ready["chain_id"].as_str().unwrap()).unwrap(),
+            node_id: ready["node_id"].as_str().unwrap().to_string(),
+            data: data.to_path_buf(),
+            log,
+        }
+    }
+}
+
+/// GET /v1/peers of a node.
+pub async fn peers_status(c: &reqwest::Client, url: &str) -> Value {
+    c.get(format!("{url}/v1/peers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// POST a JSON array of envelopes; the per-element results.
+pub async fn post_batch(c: &reqwest::Client, url: &str, msgs: &[SignedMessage]) -> Vec<Value> {
+    let body: Vec<Value> = msgs.iter().map(|m| m.to_json_value(false)).collect();
+    let (st, v) = post_raw(c, url, serde_json::to_vec(&body).unwrap()).await;
+    assert_eq!(st, 200, "{v}");
+    v["results"].as_array().unwrap().clone()
+}
+
+/// A TCP proxy on loopback that a test can cut (refuse and drop every
+/// connection) and heal.
+pub struct CutProxy {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    /// Listens on `port` (0: any) and forwards to 127.0.0.1:`to`.
+    pub async fn start(port: u16, to: u16) -> CutProxy {
+        use std::sync::atomic::Ordering;
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = l.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cut2, conns2) = (cut.clone(), conns.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut a, _)) = l.accept().await else {
+                    continue;
+                };
+                if cut2.load(Ordering::SeqCst) {
+                    drop(a);
+                    continue;
+                }
+                let h = tokio::spawn(async move {
+                    if let Ok(mut b) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                });
+                conns2.lock().unwrap().push(h.abort_handle());
+            }
+        });
+        CutProxy {
+            port,
+            cut,
+            conns,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Refuse new connections and drop the open ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        for h in self.conns.lock().unwrap().drain(..) {
+            h.abort();
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Peer-facing routes (docs/replication.md):
+//!
+//! - `POST /v1/peer/messages`: a JSON array of envelopes pushed by a peer;
+//!   each is admitted exactly like a client's; answer as `/v1/messages`.
+//! - `POST /v1/peer/reconcile?from=F&to=T`: one negentropy message in
+//!   (`application/octet-stream`), the answer out, over the window `[F, T)`.
+//! - `POST /v1/peer/fetch` with `{"ids":[...]}`: the stored envelopes and
+//!   the deletion records (with tombstones) of those ids.
+//! - `GET /v1/peers`: each peer's status.
+//!
+//! Peer routes require the header `X-FIO-L2-Peer: <node id>` naming a
+//! configured peer whose identity this node has learned (`403 unknown_peer`
+//! otherwise) and not refused for its score (`429 peer_refused`).
+
+use super::peers::{add, penalty, Peer};
+use super::reconcile::{local_items, storage_of, FETCH_CHUNK, FRAME_LIMIT, MAX_ITEMS};
+use super::{Replicator, PEER_HEADER};
+use crate::admission::{admit, Source};
+use crate::error::ApiError;
+use crate::state::NodeState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use negentropy::Negentropy;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Most envelopes in one push.
+pub const MAX_PUSH: usize = 1_000;
+/// Largest negentropy message accepted.
+const MAX_RECONCILE_BODY: usize = 1 << 20;
+/// Fetch answers stop growing past this many bytes (the rest is fetched next round).
+const FETCH_ANSWER_BUDGET: usize = 16 << 20;
+
+pub fn router(state: Arc<NodeState>) -> Router {
+    let limit = state
+        .config
+        .limits
+        .max_body_bytes
+        .max(MAX_RECONCILE_BODY)
+        .max(FETCH_CHUNK * 70 + 1024);
+    Router::new()
+        .route("/v1/peers", get(peers))
+        .route("/v1/peer/messages", post(peer_messages))
+        .route("/v1/peer/reconcile", post(peer_reconcile))
+        .route("/v1/peer/fetch", post(peer_fetch))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn err(status: StatusCode, code: &str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(status, code, msg)
+}
+
+fn replicator(st: &NodeState) -> Result<&Arc<Replicator>, ApiError> {
+    super::get(st).ok_or_else(|| {
+        err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "replication_off",
+            "replication is not running",
+        )
+    })
+}
+
+/// The calling peer, from `X-FIO-L2-Peer`.
+fn calling_peer(
+    st: &NodeState,
+    headers: &HeaderMap,
+) -> Result<(Arc<Replicator>, Arc<Peer>), ApiError> {
+    let r = replicator(st)?.clone();
+    let id = headers
+        .get(PEER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let peer = r.peer_by_node_id(id).ok_or_else(|| {
+        err(
+            StatusCode::FORBIDDEN,
+            "unknown_peer",
+            "X-FIO-L2-Peer does not name a configured peer (yet)",
+        )
+        .retry_after(1)
+    })?;
+    if peer.banned() {
+        return Err(err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "peer_refused",
+            "this peer sent invalid data and is refused for a while",
+        )
+        .retry_after(60));
+    }
+    Ok((r, peer))
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is too large",
+        )
+    } else {
+        err(StatusCode::BAD_REQUEST, "bad_body", e.body_text())
+    }
+}
+
+/// `GET /v1/peers`.
+async fn peers(State(st): State<Arc<NodeState>>) -> Json<Value> {
+    let list: Vec<Value> = super::get(&st)
+        .map(|r| r.peers.iter().map(|p| p.status_json()).collect())
+        .unwrap_or_default();
+    let cfg = &st.config.replication;
+    Json(json!({
+        "node_id": st.node_id,
+        "public_url": cfg.public_url,
+        "serve_only_home": cfg.serve_only_home,
+        "peers": list,
+    }))
+}
+
+/// `POST /v1/peer/messages`: a peer's push.
+async fn peer_messages(
+    State(st): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (r, peer) = calling_peer(&st, &headers)?;
+    let body = body.map_err(body_error)?;
+    let items: Vec<Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(&body).map_err(|e| {
+            let e = err(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("expected a JSON array of envelopes: {e}"),
+            );
+            peer.penalize(
+                10.0,
+                &format!("push: {}", e.message),
+                r.config.ban_score,
+                r.config.ban_secs,
+            );
+            e
+        })?;
+    if items.len() > MAX_PUSH {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("at most {MAX_PUSH} envelopes per push"),
+        ));
+    }
+    add(&peer.counters.received, items.len() as u64);
+    let source = Source::Peer(peer.url.clone());
+    let results = futures_util::future::join_all(
+        items
+            .iter()
+            .map(|raw| admit(&st, raw.get().as_bytes(), &source)),
+    )
+    .await;
+    let mut out = Vec::with_capacity(results.len());
+    for (raw, res) in items.iter().zip(results) {
+        match res {
+            Ok(a) => {
+                let mut b = a.body;
+                b["http_status"] = json!(a.status.as_u16());
+                out.push(b);
+            }
+            Err(e) => {
+                let parsed = fio_l2_protocol::SignedMessage::from_json(raw.get().as_bytes()).ok();
+                let w = penalty(&e);
+                let mut first = true;
+                if let (Some(m), false) = (&parsed, e.status.is_server_error() || w >= 10.0) {
+                    first = r.refuse(m.id());
+                }
+                if w > 0.0 && (first || parsed.is_none()) {
+                    let id = parsed
+                        .as_ref()
+                        .map(|m| m.id_hex())
+                        .unwrap_or_else(|| "(unparsable)".into());
+                    let reason = format!(
+                        "pushed message {id} refused: {} {}: {}",
+                        e.status.as_u16(),
+                        e.code,
+                        e.message
+                    );
+                    peer.penalize(w, &reason, r.config.ban_score, r.config.ban_secs);
+                }
+                let mut b = e.body();
+                b["http_status"] = json!(e.status.as_u16());
+                out.push(b);
+            }
+        }
+    }
+    Ok((StatusCode::OK, Json(json!({ "results": out }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Window {
+    from: u32,
+    to: u32,
+}
+
+/// `POST /v1/peer/reconcile?from=F&to=T`: one negentropy round (server side,
+/// stateless: every message carries its ranges).
+async fn peer_reconcile(
+    State(st): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    q: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (r, peer) = calling_peer(&st, &headers)?;
+    let Query(w) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    let body = body.map_err(body_error)?;
+    if body.len() > MAX_RECONCILE_BODY {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "negentropy message too large",
+        ));
+    }
+    let (st2, r2) = (st.clone(), r.clone());
+    let answer = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let items = local_items(&st2, &r2, w.from, w.to, MAX_ITEMS)
+            .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e))?
+            .ok_or_else(|| {
+                err(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "range_too_large",
+                    format!("more than {MAX_ITEMS} items in the window; split it"),
+                )
+            })?;
+        let storage = storage_of(&items)
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+        let mut neg = Negentropy::owned(storage, FRAME_LIMIT)
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        neg.reconcile(&body)
+            .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_reconcile", e.to_string()))
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match answer {
+        Ok(bytes) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response()),
+        Err(e) => {
+            if e.code == "bad_reconcile" {
+                peer.penalize(
+                    10.0,
+                    &format!("reconcile: {}", e.message),
+                    r.config.ban_score,
+                    r.config.ban_secs,
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchBody {
+    ids: Vec<String>,
+}
+
+/// `POST /v1/peer/fetch` with `{"ids":[...]}` (at most 1000): answers
+/// `{"messages":[envelope...], "deletions":[{"id","created","expires","record"}]}`;
+/// ids it does not hold (or past the answer budget) are simply absent.
+async fn peer_fetch(
+    State(st): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (r, _peer) = calling_peer(&st, &headers)?;
+    let body = body.map_err(body_error)?;
+    let req: FetchBody = serde_json::from_slice(&body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("expected {{\"ids\":[...]}}: {e}"),
+        )
+    })?;
+    if req.ids.len() > FETCH_CHUNK {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_ids",
+            format!("at most {FETCH_CHUNK} ids"),
+        ));
+    }
+    let ids = req
+        .ids
+        .iter()
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or_else(|| err(StatusCode::BAD_REQUEST, "bad_ids", "not a message id"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (st2, r2) = (st.clone(), r.clone());
+    let out = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let mut out = String::with_capacity(64 * 1024);
+        out.push_str("{\"messages\":[");
+        let mut first = true;
+        let mut tombs = vec![];
+        for id in &ids {
+            if out.len() > FETCH_ANSWER_BUDGET {
+                break;
+            }
+            match st2.store.get(id).map_err(|e| e.to_string())? {
+                Some(e) => {
+                    // Stored as canonical JSON with id (copied as is; the
+                    // receiver checks everything), or as packed binary.
+                    let text = match std::str::from_utf8(&e.binary) {
+                        Ok(t) if t.starts_with('{') && t.ends_with('}') => t.to_string(),
+                        _ => match fio_l2_protocol::SignedMessage::from_binary(&e.binary) {
+                            Ok(m) => m.to_json_value(false).to_string(),
+                            Err(_) => continue,
+                        },
+                    };
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    out.push_str(&text);
+                }
+                None => tombs.push(*id),
+            }
+        }
+        out.push_str("],\"deletions\":[");
+        let mut first = true;
+        for id in &tombs {
+            let id = &super::reconcile::deletion_item_id(id);
+            if let Some((created, expires, rec)) = r2.deletions.get(id)? {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&format!(
+                    "{{\"id\":\"{}\",\"created\":{created},\"expires\":{expires},\"record\":{rec}}}",
+                    hex::encode(id)
+                ));
+            }
+        }
+        out.push_str("]}");
+        Ok(out)
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response())
+}
