@@ -27,12 +27,15 @@ pub enum BenchCommand {
     },
     /// Verify-only rate on all cores, durable HTTP ingest into a real node, inbox latency with a large store.
     Node(crate::bench_node::NodeBenchArgs),
+    /// N nodes in a mesh: propagation latency, repair bytes in step, catch-up time and bytes.
+    Replication(crate::bench_replication::ReplicationBenchArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<(), String> {
     match a.what {
         BenchCommand::Crypto { seconds } => crypto(Duration::from_secs_f64(seconds.max(0.05))),
         BenchCommand::Node(a) => crate::bench_node::run(a),
+        BenchCommand::Replication(a) => crate::bench_replication::run(a),
     }
 }
 

@@ -2,6 +2,7 @@
 //! stdout, errors on stderr, exit status 1 on any error.
 
 mod bench_node;
+mod bench_replication;
 mod cmd_bench;
 mod cmd_client;
 mod cmd_crypto;

@@ -262,13 +262,8 @@ async fn peer_reconcile(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FetchBody {
-    ids: Vec<String>,
-}
-
-/// `POST /v1/peer/fetch` with `{"ids":[...]}` (at most 1000): answers
+/// `POST /v1/peer/fetch` with the ids as one binary body (`application/
+/// octet-stream`, 32 bytes each, at most 1000): answers
 /// `{"messages":[envelope...], "deletions":[{"id","created","expires","record"}]}`;
 /// ids it does not hold (or past the answer budget) are simply absent.
 async fn peer_fetch(
@@ -278,30 +273,17 @@ async fn peer_fetch(
 ) -> Result<Response, ApiError> {
     let (r, _peer) = calling_peer(&st, &headers)?;
     let body = body.map_err(body_error)?;
-    let req: FetchBody = serde_json::from_slice(&body).map_err(|e| {
-        err(
-            StatusCode::BAD_REQUEST,
-            "bad_json",
-            format!("expected {{\"ids\":[...]}}: {e}"),
-        )
-    })?;
-    if req.ids.len() > FETCH_CHUNK {
+    if body.is_empty() || body.len() % 32 != 0 || body.len() / 32 > FETCH_CHUNK {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "bad_ids",
-            format!("at most {FETCH_CHUNK} ids"),
+            format!("the body must be 1..{FETCH_CHUNK} ids of 32 bytes"),
         ));
     }
-    let ids = req
-        .ids
-        .iter()
-        .map(|h| {
-            hex::decode(h)
-                .ok()
-                .and_then(|v| <[u8; 32]>::try_from(v).ok())
-                .ok_or_else(|| err(StatusCode::BAD_REQUEST, "bad_ids", "not a message id"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<[u8; 32]> = body
+        .chunks_exact(32)
+        .map(|c| <[u8; 32]>::try_from(c).unwrap_or([0; 32]))
+        .collect();
     let (st2, r2) = (st.clone(), r.clone());
     let out = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let mut out = String::with_capacity(64 * 1024);
@@ -317,7 +299,7 @@ async fn peer_fetch(
                     // Stored as canonical JSON with id (copied as is; the
                     // receiver checks everything), or as packed binary.
                     let text = match std::str::from_utf8(&e.binary) {
-                        Ok(t) if t.starts_with('{') && t.ends_with('}') => t.to_string(),
+                        Ok(t) if t.starts_with('{') && t.ends_with('}') => strip_id(t),
                         _ => match fio_l2_protocol::SignedMessage::from_binary(&e.binary) {
                             Ok(m) => m.to_json_value(false).to_string(),
                             Err(_) => continue,
@@ -358,4 +340,29 @@ async fn peer_fetch(
         out,
     )
         .into_response())
+}
+
+/// Stored JSON ends with `,"id":"<64 hex>"}`; peers compute the id, so it
+/// is not sent.
+fn strip_id(t: &str) -> String {
+    const TAIL: usize = 7 + 64 + 2;
+    match t.len().checked_sub(TAIL) {
+        Some(at) if t.is_char_boundary(at) && t[at..].starts_with(",\"id\":\"") => {
+            format!("{}}}", &t[..at])
+        }
+        _ => t.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strip_id() {
+        let id = "a".repeat(64);
+        assert_eq!(
+            super::strip_id(&format!("{{\"x\":1,\"id\":\"{id}\"}}")),
+            "{\"x\":1}"
+        );
+        assert_eq!(super::strip_id("{\"x\":1}"), "{\"x\":1}");
+    }
 }

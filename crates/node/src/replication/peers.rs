@@ -47,6 +47,10 @@ pub struct PeerCounters {
 
 pub struct Peer {
     pub url: String,
+    /// Set when a push batch failed for good: nothing is queued for the peer
+    /// until a repair round with it succeeds again (repair brings it up to
+    /// date; queuing meanwhile would only send those messages twice).
+    pub down: std::sync::atomic::AtomicBool,
     tx: mpsc::Sender<Arc<str>>,
     pub status: Mutex<PeerStatus>,
     pub counters: PeerCounters,
@@ -62,6 +66,7 @@ impl Peer {
         (
             Peer {
                 url,
+                down: std::sync::atomic::AtomicBool::new(false),
                 tx,
                 status: Mutex::new(PeerStatus::default()),
                 counters: PeerCounters::default(),
@@ -84,7 +89,7 @@ impl Peer {
 
     /// Queue one envelope (JSON) for push; never waits.
     pub fn enqueue(&self, json: Arc<str>) {
-        if self.banned() || self.tx.try_send(json).is_err() {
+        if self.down.load(Ordering::Relaxed) || self.banned() || self.tx.try_send(json).is_err() {
             add(&self.counters.push_dropped, 1);
         }
     }

@@ -44,11 +44,21 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        send_batch(&r, &state, &peer, &batch).await;
+        if !send_batch(&r, &state, &peer, &batch).await {
+            // Given up on this peer for now: drop what is queued (repair will
+            // bring it up to date) and queue nothing until repair reaches it.
+            peer.down.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut n = carry.take().map_or(0, |_| 1);
+            while rx.try_recv().is_ok() {
+                n += 1;
+            }
+            add(&peer.counters.push_dropped, n);
+        }
     }
 }
 
-async fn send_batch(r: &Replicator, state: &NodeState, peer: &Peer, batch: &[Arc<str>]) {
+/// False when the batch was dropped because the peer cannot be reached.
+async fn send_batch(r: &Replicator, state: &NodeState, peer: &Peer, batch: &[Arc<str>]) -> bool {
     let mut body = String::with_capacity(batch.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
     body.push('[');
     for (i, b) in batch.iter().enumerate() {
@@ -63,7 +73,7 @@ async fn send_batch(r: &Replicator, state: &NodeState, peer: &Peer, batch: &[Arc
     loop {
         if peer.banned() {
             add(&peer.counters.push_dropped, n);
-            return;
+            return true;
         }
         attempt += 1;
         add(&peer.counters.bytes_out, body.len() as u64);
@@ -97,7 +107,7 @@ async fn send_batch(r: &Replicator, state: &NodeState, peer: &Peer, batch: &[Arc
                             tracing::debug!("peer {} refused {refused} pushed envelopes", peer.url);
                         }
                     }
-                    return;
+                    return true;
                 }
                 let msg = format!(
                     "push: {status}: {}",
@@ -115,7 +125,7 @@ async fn send_batch(r: &Replicator, state: &NodeState, peer: &Peer, batch: &[Arc
         };
         if !retry || attempt >= MAX_ATTEMPTS {
             add(&peer.counters.push_dropped, n);
-            return;
+            return !retry;
         }
         let backoff = Duration::from_millis(100u64 << attempt.min(7));
         tokio::time::sleep(backoff.min(Duration::from_secs(10))).await;

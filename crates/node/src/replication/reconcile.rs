@@ -126,6 +126,7 @@ pub async fn run(r: Arc<Replicator>, state: Arc<NodeState>, peer: Arc<Peer>) {
             drop(guard);
             match res {
                 Ok((need, have, got)) => {
+                    peer.down.store(false, std::sync::atomic::Ordering::Relaxed);
                     let now = now_unix();
                     peer.update(|s| {
                         s.reachable = true;
@@ -359,14 +360,13 @@ async fn fetch_claimed(
     peer: &Arc<Peer>,
     ids: &[[u8; 32]],
 ) -> Result<(u64, u64), String> {
-    let body =
-        serde_json::json!({"ids": ids.iter().map(hex::encode).collect::<Vec<_>>()}).to_string();
+    let body: Vec<u8> = ids.iter().flat_map(|id| id.iter().copied()).collect();
     add(&peer.counters.bytes_out, body.len() as u64);
     let resp = r
         .http
         .post(format!("{}/v1/peer/fetch", peer.url))
         .header(PEER_HEADER, &state.node_id)
-        .header("content-type", "application/json")
+        .header("content-type", "application/octet-stream")
         .body(body)
         .send()
         .await
