@@ -50,18 +50,6 @@ pub struct NodeArgs {
     /// Interval of the recent-window repair pass with each peer, milliseconds [default: 2000].
     #[arg(long)]
     pub sync_interval_ms: Option<u64>,
-    /// Replication peer base URL (repeatable; TOML `peer = [...]`); docs/replication.md.
-    #[arg(long = "peer", env = "FIO_L2_PEER", value_delimiter = ',')]
-    pub peer: Vec<String>,
-    /// This node's public base URL, as owners publish it in their FIOL2/NODE mapping.
-    #[arg(long, env = "FIO_L2_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// Keep only messages for addresses whose FIOL2/NODE mapping names --public-url.
-    #[arg(long)]
-    pub serve_only_home: bool,
-    /// Interval of the recent-window repair pass with each peer, milliseconds [default: 2000].
-    #[arg(long)]
-    pub sync_interval_ms: Option<u64>,
     /// Log filter (error, warn, info, debug).
     #[arg(long, env = "FIO_L2_LOG", default_value = "info")]
     pub log: String,
@@ -90,7 +78,6 @@ pub fn config_from(a: &NodeArgs) -> Result<NodeConfig, String> {
     }
     let _: &Limits = &limits;
     let replication = replication_config(a, &file);
-    let replication = replication_config(a, &file);
     let cfg = NodeConfig {
         listen: a
             .listen
@@ -111,7 +98,6 @@ pub fn config_from(a: &NodeArgs) -> Result<NodeConfig, String> {
         chain_positive_ttl_secs: file.chain_positive_ttl_secs.unwrap_or(60),
         chain_negative_ttl_secs: file.chain_negative_ttl_secs.unwrap_or(30),
         purge_interval_secs: file.purge_interval_secs.unwrap_or(60),
-        replication,
         replication,
     };
     cfg.validate()?;
@@ -152,26 +138,6 @@ fn init_logging(filter: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-fn replication_config(
-    a: &NodeArgs,
-    file: &FileConfig,
-) -> fio_l2_node::replication::ReplicationConfig {
-    let mut r = fio_l2_node::replication::ReplicationConfig {
-        peers: if a.peer.is_empty() {
-            file.peer.clone().unwrap_or_default()
-        } else {
-            a.peer.clone()
-        },
-        public_url: a.public_url.clone().or(file.public_url.clone()),
-        serve_only_home: a.serve_only_home || file.serve_only_home.unwrap_or(false),
-        ..Default::default()
-    };
-    if let Some(ms) = a.sync_interval_ms.or(file.sync_interval_ms) {
-        r.sync_interval_ms = ms;
-    }
-    r
 }
 
 fn replication_config(
