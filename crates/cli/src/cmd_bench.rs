@@ -29,6 +29,8 @@ pub enum BenchCommand {
     Node(crate::bench_node::NodeBenchArgs),
     /// N nodes in a mesh: propagation latency, repair bytes in step, catch-up time and bytes.
     Replication(crate::bench_replication::ReplicationBenchArgs),
+    /// Attacks against a real node alongside a legitimate sender (docs/spam.md).
+    Spam(crate::bench_spam::SpamBenchArgs),
 }
 
 pub fn run(a: BenchArgs) -> Result<(), String> {
@@ -36,6 +38,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         BenchCommand::Crypto { seconds } => crypto(Duration::from_secs_f64(seconds.max(0.05))),
         BenchCommand::Node(a) => crate::bench_node::run(a),
         BenchCommand::Replication(a) => crate::bench_replication::run(a),
+        BenchCommand::Spam(a) => crate::bench_spam::run(a),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod bench_node;
 mod bench_replication;
+mod bench_spam;
 mod cmd_bench;
 mod cmd_client;
 mod cmd_crypto;
