@@ -534,3 +534,83 @@ async fn sender_transferred_before_a_peer_checks_is_refused_there() {
         "{v}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_node_first_and_serve_only_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, c, alice, bob) = chain_setup(dir.path()).await;
+    let carol = Party::new("carol", "carol@dev");
+    register(&c, &chain.url, &carol).await;
+    let plain = Node::start_peer(&dir.path().join("plain"), free_port(), &chain.url, &[], &[]);
+    let home_port = free_port();
+    let home_url = format!("http://127.0.0.1:{home_port}");
+    let home = Node::start_peer(
+        &dir.path().join("home"),
+        home_port,
+        &chain.url,
+        &[],
+        &["--public-url", &format!("{home_url}/"), "--serve-only-home"],
+    );
+    // bob publishes his home node (FIOL2/NODE).
+    let r = c
+        .post(format!("{}/v1/dev/set_pub_address", chain.url))
+        .json(
+            &json!({"address": "bob@dev", "chain_code": "FIOL2", "token_code": "NODE",
+                      "public_address": format!("http://127.0.0.1:1,{home_url}")}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // `fio-l2 send --node plain` delivers at bob's home node (after an unreachable first one).
+    let (ok, out, err) = run_cli_async(
+        vec![
+            "send".into(),
+            "--node".into(),
+            plain.url.clone(),
+            "--fio-api".into(),
+            chain.url.clone(),
+            "--from".into(),
+            "alice@dev".into(),
+            "--to".into(),
+            "bob@dev".into(),
+            funds("home").to_string(),
+        ],
+        vec![("FIO_L2_PRIVATE_KEY".into(), alice.key.to_wif())],
+    )
+    .await;
+    assert!(ok, "{out} {err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["node"], home_url.as_str(), "{v}");
+    assert_eq!(v["http_status"], 201);
+    assert_eq!(
+        inbox_ids(&c, &home, &bob).await,
+        vec![v["id"].as_str().unwrap().to_string()]
+    );
+    assert!(inbox_ids(&c, &plain, &bob).await.is_empty());
+    // The home-only node refuses a recipient that does not name it.
+    let m = signed(&alice, &carol, "not here", &chain.chain_id);
+    let (st, v) = post_msg(&c, &home.url, &m).await;
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["error"]["code"], "not_home_node");
+    // Carol has no home node: the CLI falls back to --node.
+    let (ok, out, err) = run_cli_async(
+        vec![
+            "send".into(),
+            "--node".into(),
+            plain.url.clone(),
+            "--fio-api".into(),
+            chain.url.clone(),
+            "--from".into(),
+            "alice@dev".into(),
+            "--to".into(),
+            "carol@dev".into(),
+            funds("plain").to_string(),
+        ],
+        vec![("FIO_L2_PRIVATE_KEY".into(), alice.key.to_wif())],
+    )
+    .await;
+    assert!(ok, "{out} {err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["node"], plain.url.as_str(), "{v}");
+}

@@ -214,6 +214,19 @@ async fn peer_reconcile(
 ) -> Result<Response, ApiError> {
     let (r, peer) = calling_peer(&st, &headers)?;
     let Query(w) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
+    // A full pass here: a peer's recent pass (from > 0) would only list the
+    // ids this node is already fetching. Full passes are always served.
+    if w.from > 0
+        && r.full_pass_running
+            .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "catching_up",
+            "this node is running a full pass; try later",
+        )
+        .retry_after(2));
+    }
     let body = body.map_err(body_error)?;
     if body.len() > MAX_RECONCILE_BODY {
         return Err(err(

@@ -1,7 +1,7 @@
 //! Home-node mode (docs/replication.md, "Home nodes"). An address owner
 //! publishes its preferred nodes as the FIO public address mapping
 //! `FIOL2`/`NODE` (chain code, token code): one or more base URLs separated
-//! by commas or spaces. Senders' clients deliver there first; a node run
+//! by commas (the chain refuses white space in a public address). Senders' clients deliver there first; a node run
 //! with `--serve-only-home` keeps only messages whose recipient lists its
 //! `--public-url`.
 

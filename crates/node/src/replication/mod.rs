@@ -100,6 +100,11 @@ pub struct Replicator {
     /// One reconciliation at a time per node: a node catching up learns the
     /// missing ids (and fetches them) from one peer, not from all at once.
     pub sync_lock: tokio::sync::Mutex<()>,
+    /// Set while this node runs a full pass (e.g. catching up after a
+    /// restart): peers' recent-window passes are then refused (503), since
+    /// this node is pulling everything anyway and each of them would only
+    /// list the same missing ids again.
+    pub full_pass_running: std::sync::atomic::AtomicBool,
 }
 
 impl Replicator {
@@ -206,6 +211,7 @@ pub fn start(state: &Arc<NodeState>) -> Result<(), String> {
         claims: Mutex::new(HashSet::new()),
         refused: Mutex::new(HashMap::new()),
         sync_lock: tokio::sync::Mutex::new(()),
+        full_pass_running: std::sync::atomic::AtomicBool::new(false),
     });
     state
         .replication

@@ -122,7 +122,11 @@ pub async fn run(r: Arc<Replicator>, state: Arc<NodeState>, peer: Arc<Peer>) {
             };
             let guard = r.sync_lock.lock().await;
             let started = Instant::now();
+            r.full_pass_running
+                .store(full, std::sync::atomic::Ordering::Relaxed);
             let res = sync_window(&r, &state, &peer, from, u32::MAX, full).await;
+            r.full_pass_running
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             drop(guard);
             match res {
                 Ok((need, have, got)) => {
