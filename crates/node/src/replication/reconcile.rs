@@ -291,13 +291,43 @@ async fn sync_one(
         have_n += have.len() as u64;
         need_n += need.len() as u64;
         let need: Vec<[u8; 32]> = need.iter().map(|id| id.to_bytes()).collect();
+        // Pipelined: the next chunk downloads while the last one is admitted.
+        let mut inflight: Option<tokio::task::JoinHandle<(u64, u64)>> = None;
         for chunk in need.chunks(FETCH_CHUNK) {
-            let (g, x) = fetch(r, state, peer, chunk).await?;
+            let (claimed, skipped) = r.claim(chunk);
+            refused_n += skipped;
+            if claimed.is_empty() {
+                continue;
+            }
+            let ans = match download(r, state, peer, &claimed).await {
+                Ok(a) => a,
+                Err(e) => {
+                    r.release(&claimed);
+                    if let Some(h) = inflight.take() {
+                        let _ = h.await;
+                    }
+                    return Err(e);
+                }
+            };
+            if let Some(h) = inflight.take() {
+                let (g, x) = h.await.unwrap_or((0, 0));
+                got_n += g;
+                refused_n += x;
+                if report {
+                    peer.update(|s| s.progress = Some((got_n, need_n)));
+                }
+            }
+            let (r2, st2, p2) = (r.clone(), state.clone(), peer.clone());
+            inflight = Some(tokio::spawn(async move {
+                let res = admit_answer(&r2, &st2, &p2, ans, &claimed).await;
+                r2.release(&claimed);
+                res
+            }));
+        }
+        if let Some(h) = inflight.take() {
+            let (g, x) = h.await.unwrap_or((0, 0));
             got_n += g;
             refused_n += x;
-            if report {
-                peer.update(|s| s.progress = Some((got_n, need_n)));
-            }
         }
         let _ = &node_id;
         match next {
@@ -340,30 +370,13 @@ pub struct DeletionItem {
     pub record: DeletionRecord,
 }
 
-/// Fetches `ids` from the peer (those not claimed by another sync) and admits
-/// them; returns how many were stored or applied here, and how many were
-/// refused (now or recently).
-async fn fetch(
+/// Downloads the (claimed) `ids` from the peer.
+async fn download(
     r: &Arc<Replicator>,
     state: &Arc<NodeState>,
     peer: &Arc<Peer>,
     ids: &[[u8; 32]],
-) -> Result<(u64, u64), String> {
-    let (claimed, skipped) = r.claim(ids);
-    if claimed.is_empty() {
-        return Ok((0, skipped));
-    }
-    let res = fetch_claimed(r, state, peer, &claimed).await;
-    r.release(&claimed);
-    res.map(|(got, refused)| (got, refused + skipped))
-}
-
-async fn fetch_claimed(
-    r: &Arc<Replicator>,
-    state: &Arc<NodeState>,
-    peer: &Arc<Peer>,
-    ids: &[[u8; 32]],
-) -> Result<(u64, u64), String> {
+) -> Result<FetchAnswer, String> {
     let body: Vec<u8> = ids.iter().flat_map(|id| id.iter().copied()).collect();
     add(&peer.counters.bytes_out, body.len() as u64);
     let resp = r
@@ -381,14 +394,22 @@ async fn fetch_claimed(
     if !status.is_success() {
         return Err(format!("fetch: {status}"));
     }
-    let ans: FetchAnswer = match serde_json::from_slice(&bytes) {
-        Ok(a) => a,
-        Err(e) => {
-            let reason = format!("malformed fetch answer: {e}");
-            peer.penalize(10.0, &reason, r.config.ban_score, r.config.ban_secs);
-            return Err(reason);
-        }
-    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let reason = format!("malformed fetch answer: {e}");
+        peer.penalize(10.0, &reason, r.config.ban_score, r.config.ban_secs);
+        reason
+    })
+}
+
+/// Admits what the peer answered for `ids`; returns how many were stored
+/// or applied here, and how many were refused.
+async fn admit_answer(
+    r: &Arc<Replicator>,
+    state: &Arc<NodeState>,
+    peer: &Arc<Peer>,
+    ans: FetchAnswer,
+    ids: &[[u8; 32]],
+) -> (u64, u64) {
     let asked: std::collections::HashSet<[u8; 32]> = ids.iter().copied().collect();
     let source = Source::Peer(peer.url.clone());
     let results = futures_util::future::join_all(
@@ -442,7 +463,7 @@ async fn fetch_claimed(
     }
     add(&peer.counters.fetched, got);
     got += apply_deletions(r, state, peer, ans.deletions, &asked).await;
-    Ok((got, refused))
+    (got, refused)
 }
 
 /// Applies deletions a peer served, each checked on its own (record
