@@ -25,6 +25,9 @@ pub struct NodeBenchArgs {
     /// Inbox page requests measured.
     #[arg(long, default_value_t = 2_000)]
     pub pages: usize,
+    /// Message store engine: redb or sqlite.
+    #[arg(long, default_value = "redb")]
+    pub store: String,
     /// Concurrent HTTP clients for single-envelope ingest.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
@@ -180,6 +183,10 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
         chain_negative_ttl_secs: 30,
         purge_interval_secs: 3600,
         replication: Default::default(),
+        store: a
+            .store
+            .parse()
+            .map_err(|e: fio_l2_node::storage::StoreError| e.to_string())?,
     };
     let node = fio_l2_node::server::start(cfg).await?;
     let base = node.url();
@@ -354,7 +361,7 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
                 sender: s.message().sender.clone(),
                 created,
                 expires: created + 86_400,
-                binary: s.to_binary(),
+                binary: fio_l2_node::stored::encode(&s),
             });
         }
         let st = store.clone();
@@ -432,7 +439,10 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
         .map(|n| n.get())
         .unwrap_or(0);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("fio-l2 bench node: {cores} cores, {} envelopes per ingest phase, {stored} messages stored for reads", a.messages);
+    println!(
+        "fio-l2 bench node: {cores} cores, {} store, {} envelopes per ingest phase, {stored} messages stored for reads",
+        a.store, a.messages
+    );
     println!("{:<52} {:>12} {:>8}", "measure", "value", "ratio");
     println!(
         "{:<52} {:>10.0}/s {:>8.2}",

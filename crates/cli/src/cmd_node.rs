@@ -50,6 +50,9 @@ pub struct NodeArgs {
     /// Interval of the recent-window repair pass with each peer, milliseconds [default: 2000].
     #[arg(long)]
     pub sync_interval_ms: Option<u64>,
+    /// Message store engine: redb (default) or sqlite (docs/storage.md).
+    #[arg(long, env = "FIO_L2_STORE")]
+    pub store: Option<String>,
     /// Log filter (error, warn, info, debug).
     #[arg(long, env = "FIO_L2_LOG", default_value = "info")]
     pub log: String,
@@ -99,6 +102,12 @@ pub fn config_from(a: &NodeArgs) -> Result<NodeConfig, String> {
         chain_negative_ttl_secs: file.chain_negative_ttl_secs.unwrap_or(30),
         purge_interval_secs: file.purge_interval_secs.unwrap_or(60),
         replication,
+        store: match a.store.as_deref().or(file.store.as_deref()) {
+            Some(name) => name
+                .parse()
+                .map_err(|e: fio_l2_node::storage::StoreError| e.to_string())?,
+            None => fio_l2_node::storage::DEFAULT_BACKEND,
+        },
     };
     cfg.validate()?;
     Ok(cfg)

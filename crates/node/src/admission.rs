@@ -100,7 +100,7 @@ async fn admit_inner(
     // 2. Time window.
     msg.check_time(now_unix(), &state.time_policy())?;
     // 2b. Spam checks needing no crypto (limits.rs): recipient policy, proof
-    // of work, inbox quota, a peek at the rate buckets (charged after 5).
+    // of work, a peek at the rate buckets (charged after 5).
     let ticket = crate::limits::precheck(state, &msg, source).await?;
     // 3-4. Known id (the same packed message is the same message, whatever
     // its signature), then the signature: one trip to the blocking pool, a
@@ -129,8 +129,8 @@ async fn admit_inner(
     // 5. Chain ownership (cached, single-flight in the client).
     check_sender(state, &msg).await?;
     crate::replication::home::check_recipient(state, &msg.message().recipient).await?;
-    // 5b. The sender is proven: charge its buckets (limits.rs).
-    crate::limits::charge(state, &msg, source, &ticket)?;
+    // 5b. The sender is proven: inbox quota, then charge its buckets (limits.rs).
+    crate::limits::charge(state, &msg, source, &ticket).await?;
     // 6. Durable write, group-committed.
     let m = msg.message();
     let new = NewMessage {
@@ -139,7 +139,7 @@ async fn admit_inner(
         sender: m.sender.clone(),
         created: m.created,
         expires: m.expires,
-        binary: msg.to_binary(),
+        binary: crate::stored::encode(&msg),
     };
     let to_api = |e: WriteError| match e {
         WriteError::Saturated => {

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fio_l2_chain::{ChainError, Ownership};
-use fio_l2_protocol::{validate_address, SignedMessage};
+use fio_l2_protocol::validate_address;
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -272,19 +272,17 @@ fn parse_order(o: Option<&str>) -> Result<Order, ApiError> {
     }
 }
 
-fn entry_json(e: &StoredEntry) -> Result<Value, ApiError> {
-    let msg = SignedMessage::from_binary(&e.binary).map_err(|err| {
-        tracing::error!(
-            "stored message {} does not decode: {err}",
-            hex::encode(e.id)
-        );
+/// `{"seq":N,"envelope":{...}}` spliced from the stored JSON (see `stored`).
+fn entry_json(e: &StoredEntry) -> Result<String, ApiError> {
+    let text = crate::stored::json_text(&e.binary).ok_or_else(|| {
+        tracing::error!("stored message {} is not stored JSON", hex::encode(e.id));
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "corrupt_message",
             "a stored message does not decode",
         )
     })?;
-    Ok(json!({"seq": e.seq, "envelope": msg.to_json_value(true)}))
+    Ok(format!("{{\"seq\":{},\"envelope\":{text}}}", e.seq))
 }
 
 /// `GET /v1/inbox/{address}?order=newest|oldest&limit=N&cursor=SEQ` (owner proof).
@@ -295,7 +293,7 @@ async fn get_inbox(
     uri: Uri,
     headers: HeaderMap,
     query: Result<Query<InboxQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
     let order = parse_order(q.order.as_deref())?;
@@ -322,14 +320,25 @@ async fn get_inbox(
             e.to_string(),
         )
     })?;
-    let messages = entries
-        .iter()
-        .map(entry_json)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = (entries.len() == limit)
-        .then(|| entries.last().map(|e| e.seq.to_string()))
-        .flatten();
-    Ok(Json(json!({"messages": messages, "next_cursor": next})))
+    let mut body =
+        String::with_capacity(entries.iter().map(|e| e.binary.len() + 32).sum::<usize>() + 64);
+    body.push_str("{\"messages\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&entry_json(e)?);
+    }
+    body.push_str("],\"next_cursor\":");
+    match entries.last().filter(|_| entries.len() == limit) {
+        Some(last) => body.push_str(&format!("\"{}\"}}", last.seq)),
+        None => body.push_str("null}"),
+    }
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -527,7 +536,7 @@ impl Subscription {
                             Event::default()
                                 .event("message")
                                 .id(e.seq.to_string())
-                                .data(v.to_string()),
+                                .data(v),
                         ),
                         Err(_) => continue,
                     }

@@ -115,6 +115,8 @@ pub struct NodeConfig {
     pub purge_interval_secs: u64,
     /// Peers, push, repair, home-node mode (docs/replication.md).
     pub replication: crate::replication::ReplicationConfig,
+    /// Message store engine (docs/storage.md); a data dir keeps the one it was made with.
+    pub store: crate::storage::Backend,
 }
 
 /// The TOML file's shape: every key optional; flags and environment win.
@@ -129,6 +131,8 @@ pub struct FileConfig {
     pub chain_positive_ttl_secs: Option<u64>,
     pub chain_negative_ttl_secs: Option<u64>,
     pub purge_interval_secs: Option<u64>,
+    /// `redb` (default) or `sqlite`.
+    pub store: Option<String>,
     /// Peers (used by replication; accepted here so one file serves both).
     pub peer: Option<Vec<String>>,
     /// This node's public base URL (home-node mode; docs/replication.md).

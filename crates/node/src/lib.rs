@@ -14,4 +14,5 @@ pub mod replication;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod stored;
 pub mod writer;

@@ -492,7 +492,7 @@ fn rate_limited(which: &str, what: &str, secs: u64) -> ApiError {
 }
 
 /// After parsing, before any signature or chain work: the recipient's policy,
-/// proof of work, inbox quota, and a peek at the buckets (nothing charged).
+/// proof of work, and a peek at the buckets (nothing charged).
 pub async fn precheck(
     st: &NodeState,
     msg: &SignedMessage,
@@ -552,19 +552,6 @@ pub async fn precheck(
             return Err(e);
         }
     }
-    if l.inbox_quota > 0 {
-        let n = st.spam.inbox_count(st, &m.recipient).await?;
-        if n >= l.inbox_quota {
-            return Err(too_many(
-                "inbox_full",
-                format!(
-                    "the inbox of {} holds its quota of {} messages",
-                    m.recipient, l.inbox_quota
-                ),
-                60,
-            ));
-        }
-    }
     if matches!(source, Source::Client(_)) {
         let sp = &st.spam;
         sp.sender
@@ -582,16 +569,32 @@ pub async fn precheck(
     Ok(Ticket { allowed })
 }
 
-/// After the signature verified and the chain confirmed the sender: charge
-/// the buckets and count the message against the inbox quota. Only a race
-/// past `precheck`'s peek can fail here, after an earlier bucket was charged.
-pub fn charge(
+/// After the signature verified and the chain confirmed the sender: the
+/// inbox quota (a storage read on a cache miss, so not spent on forgeries or
+/// over-limit senders), then charge the buckets and count the message. Only a
+/// race past `precheck`'s peek can fail a bucket here, after an earlier one
+/// was charged.
+pub async fn charge(
     st: &NodeState,
     msg: &SignedMessage,
     source: &Source,
     t: &Ticket,
 ) -> Result<(), ApiError> {
     let m = msg.message();
+    let l = &st.config.limits;
+    if l.inbox_quota > 0 {
+        let n = st.spam.inbox_count(st, &m.recipient).await?;
+        if n >= l.inbox_quota {
+            return Err(too_many(
+                "inbox_full",
+                format!(
+                    "the inbox of {} holds its quota of {} messages",
+                    m.recipient, l.inbox_quota
+                ),
+                60,
+            ));
+        }
+    }
     if matches!(source, Source::Client(_)) {
         let sp = &st.spam;
         let pair = (m.sender.clone(), m.recipient.clone());

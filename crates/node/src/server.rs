@@ -88,7 +88,20 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let node_id = node_id(&config.data_dir)?;
-    let store = storage::open_default(&config.data_dir).map_err(|e| e.to_string())?;
+    for other in [storage::Backend::Redb, storage::Backend::Sqlite] {
+        if other != config.store
+            && config.data_dir.join(other.file_name()).exists()
+            && !config.data_dir.join(config.store.file_name()).exists()
+        {
+            return Err(format!(
+                "{} holds a {} store; start with --store {}",
+                config.data_dir.display(),
+                other.name(),
+                other.name()
+            ));
+        }
+    }
+    let store = storage::open(config.store, &config.data_dir).map_err(|e| e.to_string())?;
     let writer = GroupCommitWriter::spawn(store.clone(), config.limits.write_queue, 1024)
         .map_err(|e| format!("cannot start the writer thread: {e}"))?;
 

@@ -40,7 +40,8 @@ pub struct NewMessage {
     pub created: u32,
     /// Unix seconds; the store drops the message (and its tombstone) after this.
     pub expires: u32,
-    /// The signed message as `SignedMessage::to_binary()`; the store never parses it.
+    /// The signed message as `crate::stored::encode` makes it (canonical JSON
+    /// with id; decode with `crate::stored::decode`); the store never parses it.
     pub binary: Vec<u8>,
 }
 
