@@ -48,6 +48,11 @@ pub struct SpamBenchArgs {
     /// Concurrent attack requests.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Cap on attack messages per second, all workers together (0: as fast
+    /// as the node answers; on one machine the attacker then competes with
+    /// the node for the same cores).
+    #[arg(long, default_value_t = 0)]
+    pub attack_rate: u32,
     /// Distinct loopback source addresses the attacker uses (127.0.1.x).
     #[arg(long, default_value_t = 16)]
     pub attack_ips: usize,
@@ -292,6 +297,7 @@ async fn attack(
     total: usize,
     concurrency: usize,
     clients: &[reqwest::Client],
+    rate: u32,
 ) -> (BTreeMap<String, usize>, Duration) {
     let next = Arc::new(AtomicUsize::new(0));
     let counts = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
@@ -301,8 +307,16 @@ async fn attack(
         let (next, counts, bodies) = (next.clone(), counts.clone(), bodies.clone());
         let http = clients[w % clients.len()].clone();
         let url = format!("{url}/v1/messages");
+        let every =
+            (rate > 0).then(|| Duration::from_secs_f64(concurrency as f64 / f64::from(rate)));
         tasks.push(tokio::spawn(async move {
+            let mut due = Instant::now()
+                + every.map_or(Duration::ZERO, |e| e * w as u32 / concurrency as u32);
             loop {
+                if let Some(e) = every {
+                    tokio::time::sleep_until(due.into()).await;
+                    due += e;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
                     return;
@@ -508,7 +522,7 @@ async fn run_async(a: SpamBenchArgs) -> Result<(), String> {
             }
             Some((_, bodies, n)) => {
                 let t0 = Instant::now();
-                let (c, d) = attack(&url, bodies, n, a.concurrency, &clients).await;
+                let (c, d) = attack(&url, bodies, n, a.concurrency, &clients, a.attack_rate).await;
                 // At least a few seconds of legitimate traffic per phase.
                 let min = Duration::from_secs(3);
                 if t0.elapsed() < min {
@@ -545,7 +559,7 @@ async fn run_async(a: SpamBenchArgs) -> Result<(), String> {
     let mut bl = base.legit.latencies.clone();
     let (b50, b99) = (percentile(&mut bl, 0.5), percentile(&mut bl, 0.99));
     let base_cpu_rate = base.cpu / base.attack_secs.max(0.001);
-    println!("fio-l2 bench spam: node pid {pid}, legit {} msg/s from 127.0.0.1 ({n_legit} senders -> carol@legit), attacker on {} loopback IPs x {} concurrent requests; node sender_burst {} sender_per_min {}", a.legit_rate, a.attack_ips, a.concurrency, a.sender_burst, a.sender_per_min);
+    println!("fio-l2 bench spam: node pid {pid}, legit {} msg/s from 127.0.0.1 ({n_legit} senders -> carol@legit), attacker on {} loopback IPs x {} concurrent requests (rate cap {}/s, 0 = none); node sender_burst {} sender_per_min {}", a.legit_rate, a.attack_ips, a.concurrency, a.attack_rate, a.sender_burst, a.sender_per_min);
     println!(
         "{:<32} {:>8} {:>8} {:>9} {:>10} {:>10} {:>8} {:>9} {:>10} {:>10}",
         "phase",
