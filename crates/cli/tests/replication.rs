@@ -407,7 +407,7 @@ async fn deletions_and_expiry_converge_without_resurrection() {
     for m in &msgs {
         assert_eq!(post_msg(&c, &nodes[0].url, m).await.0, 201);
     }
-    let short = message_at(&alice, &bob, "short", now32(), now32() + 4)
+    let short = message_at(&alice, &bob, "short", now32(), now32() + 8)
         .sign(&alice.key, &chain.chain_id)
         .unwrap();
     assert_eq!(post_msg(&c, &nodes[0].url, &short).await.0, 201);
@@ -424,7 +424,7 @@ async fn deletions_and_expiry_converge_without_resurrection() {
     let (st, v) = ack(&c, &nodes[2], &bob, &[msgs[2].id_hex()]).await;
     assert_eq!(st, 200, "{v}");
     // Expiry: the short message is gone everywhere.
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
     for k in [0, 1] {
         want.remove(&del[k]);
     }
