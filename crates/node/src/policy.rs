@@ -445,3 +445,61 @@ pub async fn put_policy(
         Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_text_is_the_documented_lines_and_signature_verifies() {
+        let key = PrivateKey::from_seed("bob");
+        let doc = PolicyDoc {
+            version: 1,
+            address: "bob@dev".into(),
+            owner_key: String::new(),
+            updated: 1_795_000_000,
+            allow: vec!["alice@dev".into(), "@wallet".into()],
+            block: vec![],
+            contacts_only: true,
+            min_pow_bits: 12,
+            max_content_bytes: 4096,
+            signature: String::new(),
+        }
+        .sign(&key, &[0x21; 32]);
+        let want = format!(
+            "FIO-L2-POLICY\n1\n{}\nbob@dev\n{}\n1795000000\nalice@dev,@wallet\n\n1\n12\n4096",
+            "21".repeat(32),
+            key.public_key().to_fio_string()
+        );
+        assert_eq!(doc.signing_text(&[0x21; 32]), want);
+        let sig = Signature::parse(&doc.signature).unwrap();
+        sig.verify(&sha256(want.as_bytes()), &key.public_key())
+            .unwrap();
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        assert_eq!(parse_document(&bytes).unwrap(), doc);
+        assert_eq!(doc.decide("alice@dev"), Decision::Allowed);
+        assert_eq!(doc.decide("x@wallet"), Decision::Allowed);
+        assert_eq!(doc.decide("x@dev"), Decision::Neutral);
+    }
+
+    #[test]
+    fn address_entry_beats_domain_entry_and_block_beats_allow() {
+        let c = Compiled::new(PolicyDoc {
+            version: 1,
+            address: "bob@dev".into(),
+            owner_key: String::new(),
+            updated: 0,
+            allow: vec!["friend@spam".into(), "@dev".into(), "x@dev".into()],
+            block: vec!["@spam".into(), "x@dev".into()],
+            contacts_only: false,
+            min_pow_bits: 0,
+            max_content_bytes: 0,
+            signature: String::new(),
+        });
+        assert_eq!(c.decide("friend@spam"), Decision::Allowed);
+        assert_eq!(c.decide("other@spam"), Decision::Blocked);
+        assert_eq!(c.decide("x@dev"), Decision::Blocked);
+        assert_eq!(c.decide("y@dev"), Decision::Allowed);
+        assert_eq!(c.decide("z@else"), Decision::Neutral);
+    }
+}
