@@ -435,8 +435,10 @@ async fn admit_answer(
         }
         match res {
             Ok(a) => {
+                // Stored now, or meanwhile (e.g. by a push): either way here.
+                got += 1;
                 if a.status.as_u16() == 201 {
-                    got += 1;
+                    add(&peer.counters.fetched, 1);
                 }
             }
             Err(e) => {
@@ -461,7 +463,6 @@ async fn admit_answer(
             }
         }
     }
-    add(&peer.counters.fetched, got);
     got += apply_deletions(r, state, peer, ans.deletions, &asked).await;
     (got, refused)
 }
