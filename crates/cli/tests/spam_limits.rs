@@ -235,3 +235,61 @@ async fn rate_limit_maps_stay_bounded_under_many_ips_and_senders() {
     assert!(b["sender"]["evictions"].as_u64().unwrap() > 0, "{b}");
     assert_eq!(health_count(&c, &node.url).await, 120);
 }
+
+async fn wait_inflight_ips(c: &reqwest::Client, url: &str, n: u64) {
+    poll(10, "slow requests to hold their slots", || async {
+        let i = info(c, url).await;
+        (i["stats"]["spam"]["inflight_ips"].as_u64() == Some(n)).then_some(())
+    })
+    .await
+}
+
+/// Opens a submission whose body never completes: it holds an in-flight slot.
+async fn hold_slot(url: &str, from_ip: &str) -> tokio::net::TcpStream {
+    let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from_ip}:0").parse().unwrap()).unwrap();
+    let mut s = sock.connect(addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    s.write_all(
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"version\":"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_limits_per_ip_429_and_node_wide_503() {
+    let (_d, node, c) =
+        setup("limit_loopback = true\nmax_inflight_per_ip = 1\nmax_inflight_submissions = 2").await;
+    let (alice, bob) = (p("alice"), p("bob"));
+    register(&c, &node.url, &alice).await;
+    register(&c, &node.url, &bob).await;
+    let m = signed(&alice, &bob, "x", &node.chain_id);
+    // One slow request from 127.0.0.2 holds its IP's only slot.
+    let _h1 = hold_slot(&node.url, "127.0.0.2").await;
+    wait_inflight_ips(&c, &node.url, 1).await;
+    let c2 = http_from("127.0.0.2");
+    let r = post_msg_ra(&c2, &node.url, &m).await;
+    assert_refused(&r, 429, "ip_concurrency_limited");
+    // A second slow one from 127.0.0.3 fills the node: everyone gets 503.
+    let _h2 = hold_slot(&node.url, "127.0.0.3").await;
+    wait_inflight_ips(&c, &node.url, 2).await;
+    let c4 = http_from("127.0.0.4");
+    let r = post_msg_ra(&c4, &node.url, &m).await;
+    assert_refused(&r, 503, "saturated");
+    assert_eq!(health_count(&c, &node.url).await, 0);
+    // Slots come back when the slow clients go away.
+    drop((_h1, _h2));
+    let r = poll(10, "slots to be released", || async {
+        let r = post_msg_ra(&c4, &node.url, &m).await;
+        (r.0 == 201).then_some(r)
+    })
+    .await;
+    assert_eq!(r.1["status"], "accepted");
+}
