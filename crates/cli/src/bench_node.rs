@@ -36,11 +36,10 @@ pub struct NodeBenchArgs {
 fn progress(label: &str, done: usize, total: usize) {
     use std::io::Write;
     let width = 30;
-    let filled = if total == 0 {
-        width
-    } else {
-        done * width / total
-    };
+    let filled = (done * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
     eprint!(
         "\r{label:<28} [{}{}] {done}/{total}",
         "#".repeat(filled),
@@ -115,7 +114,7 @@ fn sign_many(
                             serde_json::to_vec(&signed.to_json_value(false)).expect("json"),
                         ));
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if t == 0 && d % 500 == 0 {
+                        if t == 0 && d.is_multiple_of(500) {
                             progress("signing envelopes", d, n);
                         }
                     }

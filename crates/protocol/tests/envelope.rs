@@ -68,7 +68,8 @@ fn time_rules() {
 
 #[test]
 fn strict_json_errors() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, ErrorCode, Option<&str>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation, ErrorCode, Option<&str>)> = vec![
         (
             "missing field",
             Box::new(|v| {
