@@ -19,11 +19,13 @@ pub struct Signature {
 
 impl Signature {
     pub fn from_bytes(bytes: [u8; 65]) -> Result<Self> {
-        // fiojs accepts header bytes 27..=34; compressed-key signers emit 31..=34.
-        if !(27..=34).contains(&bytes[0]) {
+        // Compressed-key signers (fiojs, every EOSIO wallet) emit 31..=34.
+        // fiojs would also parse 27..=30, but 27+r and 31+r recover the same
+        // key, so accepting both would give one signature two encodings.
+        if !(31..=34).contains(&bytes[0]) {
             return Err(Error::new(
                 ErrorCode::BadSignature,
-                "signature header byte must be 27..34",
+                "signature header byte must be 31..34 (compressed key, recovery id 0..3)",
             ));
         }
         Ok(Signature { bytes })
@@ -59,7 +61,7 @@ impl Signature {
     }
 
     fn parts(&self) -> Result<(RecoverableSignature, secp256k1::ecdsa::Signature)> {
-        let recid = RecoveryId::try_from(i32::from((self.bytes[0] - 27) & 3))
+        let recid = RecoveryId::try_from(i32::from(self.bytes[0] - 31))
             .map_err(|_| Error::new(ErrorCode::BadSignature, "bad recovery id"))?;
         let rsig = RecoverableSignature::from_compact(&self.bytes[1..], recid)
             .map_err(|_| Error::new(ErrorCode::BadSignature, "signature r or s is out of range"))?;
@@ -262,6 +264,20 @@ mod tests {
         assert_eq!(
             high.verify(&digest, &k.public_key()).unwrap_err().code,
             ErrorCode::HighSSignature
+        );
+    }
+
+    #[test]
+    fn one_encoding_per_signature() {
+        let k = PrivateKey::from_seed("alice");
+        let digest = sha256(b"y");
+        let mut b = k.sign_digest(&digest).to_bytes();
+        assert!((31..=34).contains(&b[0]));
+        // 27 + r would recover the same key as 31 + r: refused at parse time.
+        b[0] -= 4;
+        assert_eq!(
+            Signature::from_bytes(b).unwrap_err().code,
+            ErrorCode::BadSignature
         );
     }
 
