@@ -10,4 +10,7 @@ command -v node >/dev/null || { echo "Node.js is required for the fiojs interop 
 
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
-FIO_L2_BIN="$PWD/target/debug/fio-l2" bash tests/interop/run.sh
+# The binary the interop test drives, wherever cargo puts its target dir.
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+FIO_L2_BIN="$target_dir/debug/fio-l2" bash tests/interop/run.sh
