@@ -306,20 +306,10 @@ async fn get_inbox(
         ));
     }
     authorize(&st, &address, &method, &uri, &headers, b"").await?;
-    let store = st.store.clone();
     let now = now_unix() as u32;
-    let entries = tokio::task::spawn_blocking(move || {
-        store.list_inbox(&address, q.cursor, limit, order, now)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            e.to_string(),
-        )
-    })?;
+    let entries = st
+        .store_call(move |s| s.list_inbox(&address, q.cursor, limit, order, now))
+        .await?;
     let mut body =
         String::with_capacity(entries.iter().map(|e| e.binary.len() + 32).sum::<usize>() + 64);
     body.push_str("{\"messages\":[");
@@ -397,19 +387,8 @@ async fn post_ack(
     let record =
         crate::replication::deletion::prepare_ack(&st, &address, &ack.ids, ack.deletion.as_ref())
             .await?;
-    let store = st.store.clone();
-    let addr = address.clone();
-    let ids2 = ids.clone();
-    let done = tokio::task::spawn_blocking(move || store.delete(&addr, &ids2))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                e.to_string(),
-            )
-        })?;
+    let (addr, ids2) = (address.clone(), ids.clone());
+    let done = st.store_call(move |s| s.delete(&addr, &ids2)).await?;
     let gone: Vec<[u8; 32]> = ids
         .iter()
         .zip(&done)

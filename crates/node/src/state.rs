@@ -46,6 +46,34 @@ impl Counters {
 }
 
 impl NodeState {
+    /// Runs a blocking store call on the blocking pool; a store failure is
+    /// a 503 `storage_unavailable` (logged), never a panic.
+    pub async fn store_call<T, F>(&self, f: F) -> Result<T, crate::error::ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, crate::storage::StoreError> + Send + 'static,
+    {
+        use axum::http::StatusCode;
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::error!("storage failure: {e}");
+                Err(crate::error::ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the node could not reach its storage",
+                )
+                .retry_after(5))
+            }
+            Err(e) => Err(crate::error::ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+            )),
+        }
+    }
+
     pub fn time_policy(&self) -> TimePolicy {
         TimePolicy {
             max_clock_skew: self.config.limits.max_clock_skew_secs,
