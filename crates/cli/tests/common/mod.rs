@@ -40,6 +40,16 @@ pub struct Node {
 impl Node {
     /// Start a dev node on 127.0.0.1:0 with data dir `data`; waits for its ready line.
     pub fn start(data: &Path, extra: &[&str]) -> Node {
+        let mut args: Vec<String> = ["node", "--dev", "--listen", "127.0.0.1:0", "--log", "warn"]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Node::spawn(data, args)
+    }
+
+    /// Spawn `fio-l2 <args> --data <data>` with stderr to a log file beside
+    /// `data`, and wait for its one-line JSON ready message.
+    fn spawn(data: &Path, args: Vec<String>) -> Node {
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension(format!(
             "{}.log",
@@ -50,10 +60,9 @@ impl Node {
         ));
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(BIN)
-            .args(["node", "--dev", "--listen", "127.0.0.1:0", "--log", "warn"])
+            .args(&args)
             .arg("--data")
             .arg(data)
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
@@ -564,51 +573,15 @@ impl Node {
         peers: &[String],
         extra: &[&str],
     ) -> Node {
-        std::fs::create_dir_all(data).unwrap();
-        let log = data.with_extension(format!(
-            "{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.args(["node", "--log", "info", "--fio-api", fio_api, "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data")
-            .arg(data);
+        let mut args: Vec<String> = ["node", "--log", "info", "--fio-api", fio_api, "--listen"]
+            .map(String::from)
+            .to_vec();
+        args.push(format!("127.0.0.1:{port}"));
         for p in peers {
-            cmd.args(["--peer", p]);
+            args.extend(["--peer".to_string(), p.clone()]);
         }
-        let mut child = cmd
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .expect("spawn fio-l2 node");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let n = out.read_line(&mut line).unwrap_or(0);
-        if n == 0 {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "node did not print its ready line; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        let ready: Value = serde_json::from_str(line.trim()).expect("ready line is JSON");
-        Node {
-            child,
-            _stdout: out,
-            url: ready["url"].as_str().unwrap().to_string(),
-            chain_id: parse_chain_id(ready["chain_id"].as_str().unwrap()).unwrap(),
-            node_id: ready["node_id"].as_str().unwrap().to_string(),
-            data: data.to_path_buf(),
-            log,
-        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Node::spawn(data, args)
     }
 }
 
