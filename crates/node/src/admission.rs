@@ -132,14 +132,18 @@ async fn admit_inner(
     // 5b. The sender is proven: inbox quota, then charge its buckets (limits.rs).
     crate::limits::charge(state, &msg, source, &ticket).await?;
     // 6. Durable write, group-committed.
+    // Rendered once: the stored form is also what peers and subscribers get.
     let m = msg.message();
+    let json: Arc<str> = String::from_utf8(crate::stored::encode(&msg))
+        .expect("serde_json writes UTF-8")
+        .into();
     let new = NewMessage {
         id: msg.id(),
         recipient: m.recipient.clone(),
         sender: m.sender.clone(),
         created: m.created,
         expires: m.expires,
-        binary: crate::stored::encode(&msg),
+        binary: json.as_bytes().to_vec(),
     };
     let to_api = |e: WriteError| match e {
         WriteError::Saturated => {
@@ -155,10 +159,10 @@ async fn admit_inner(
         .map_err(to_api)?;
     match outcome {
         PutOutcome::Inserted { seq } => {
-            crate::replication::on_inserted(state, &msg, source);
+            crate::replication::on_inserted(state, &json, source);
             state.hub.publish(&m.recipient, || InboxEvent {
                 seq,
-                json: json!({"seq": seq, "envelope": msg.to_json_value(true)}).to_string(),
+                json: crate::stored::event_json(seq, &json),
             });
             Ok(Admitted {
                 status: StatusCode::CREATED,

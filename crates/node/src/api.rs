@@ -282,7 +282,7 @@ fn entry_json(e: &StoredEntry) -> Result<String, ApiError> {
             "a stored message does not decode",
         )
     })?;
-    Ok(format!("{{\"seq\":{},\"envelope\":{text}}}", e.seq))
+    Ok(crate::stored::event_json(e.seq, text))
 }
 
 /// `GET /v1/inbox/{address}?order=newest|oldest&limit=N&cursor=SEQ` (owner proof).

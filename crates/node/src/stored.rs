@@ -20,6 +20,11 @@ pub fn decode(bytes: &[u8]) -> Result<SignedMessage, Error> {
     }
 }
 
+/// `{"seq":N,"envelope":{...}}`: an inbox page item and an SSE event's data.
+pub fn event_json(seq: u64, envelope_json: &str) -> String {
+    format!("{{\"seq\":{seq},\"envelope\":{envelope_json}}}")
+}
+
 /// The stored JSON as text, for splicing into answers without re-parsing.
 /// Only this node writes the store, so the bytes are the JSON `encode` made;
 /// anything else is reported as corrupt.

@@ -23,7 +23,6 @@ pub mod reconcile;
 
 use crate::admission::Source;
 use crate::state::{now_unix, NodeState};
-use fio_l2_protocol::SignedMessage;
 use peers::Peer;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -166,8 +165,9 @@ pub fn get(state: &NodeState) -> Option<&Arc<Replicator>> {
 
 /// Admission hook: a message was durably inserted. Client messages are
 /// queued for every peer at once; messages from peers are not forwarded
-/// (peers form a full mesh; repair covers the rest).
-pub fn on_inserted(state: &NodeState, msg: &SignedMessage, source: &Source) {
+/// (peers form a full mesh; repair covers the rest). `json` is the message's
+/// stored form (canonical JSON with its id, which peers check).
+pub fn on_inserted(state: &NodeState, json: &Arc<str>, source: &Source) {
     if matches!(source, Source::Peer(_)) {
         return;
     }
@@ -175,7 +175,6 @@ pub fn on_inserted(state: &NodeState, msg: &SignedMessage, source: &Source) {
     if r.peers.is_empty() {
         return;
     }
-    let json: Arc<str> = msg.to_json_value(false).to_string().into();
     for p in &r.peers {
         p.enqueue(json.clone());
     }
