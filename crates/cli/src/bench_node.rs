@@ -3,12 +3,11 @@
 //! ingest over HTTP into a real node (single envelopes and arrays of 100),
 //! as a ratio of (1); (3) inbox page latency with a large store.
 
-use base64::Engine;
+use crate::bench_util::{funds_message, Party};
 use fio_l2_node::auth::{make_proof_headers, RequestParts};
 use fio_l2_node::config::{Limits, NodeConfig};
 use fio_l2_node::storage::NewMessage;
-use fio_l2_protocol::cipher::{encrypt_bytes, BASE64};
-use fio_l2_protocol::{Message, PrivateKey, Signature, SignedMessage, TimePolicy};
+use fio_l2_protocol::{PrivateKey, Signature, SignedMessage, TimePolicy};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -55,16 +54,13 @@ fn now() -> u32 {
     crate::util::now_unix() as u32
 }
 
-struct Party {
-    key: PrivateKey,
-    address: String,
-}
-
 fn parties(prefix: &str, n: usize) -> Vec<Party> {
     (0..n)
-        .map(|i| Party {
-            key: PrivateKey::from_seed(&format!("bench-{prefix}-{i}")),
-            address: format!("{prefix}{i}@bench"),
+        .map(|i| {
+            Party::new(
+                &format!("bench-{prefix}-{i}"),
+                &format!("{prefix}{i}@bench"),
+            )
         })
         .collect()
 }
@@ -91,23 +87,7 @@ fn sign_many(
                     for i in (t..n).step_by(threads) {
                         let from = &senders[i % senders.len()];
                         let to = &recipients[(i / senders.len()) % recipients.len()];
-                        let m = Message {
-                            version: 1,
-                            content_type: "new_funds_content".into(),
-                            sender: from.address.clone(),
-                            recipient: to.address.clone(),
-                            sender_key: from.key.public_key(),
-                            sender_encrypt_key: from.key.public_key(),
-                            recipient_encrypt_key: to.key.public_key(),
-                            created,
-                            expires: created + 86_400,
-                            nonce: i as u64,
-                            content: BASE64.encode(encrypt_bytes(
-                                &[1u8; 64],
-                                &[7u8; 200],
-                                &[2u8; 16],
-                            )),
-                        };
+                        let m = funds_message(from, &to.address, to.public, i as u64, created);
                         let signed = m.sign(&from.key, &chain_id).expect("valid message");
                         mine.push((
                             i,
@@ -200,7 +180,7 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
     for p in senders.iter().chain(recipients.iter()) {
         let r = http
             .post(format!("{base}/v1/dev/register_address"))
-            .json(&json!({"address": p.address, "owner_public_key": p.key.public_key().to_fio_string()}))
+            .json(&json!({"address": p.address, "owner_public_key": p.public.to_fio_string()}))
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -323,11 +303,17 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
     // signed; the inbox path does not re-verify what the node stored).
     let reader = &recipients[0];
     let fill = a.fill.saturating_sub(total);
+    // The reader owns 1 in 10 filled messages and walks 20 pages of 100.
+    if fill < 20_000 {
+        return Err(format!(
+            "--fill must be at least {} (2 x --messages + 20000)",
+            total + 20_000
+        ));
+    }
     let store = node.state.store.clone();
     let filler_key = PrivateKey::from_seed("bench-filler");
     let fake_sig = Signature::parse(&filler_key.sign_digest(&[9u8; 32]).to_string())
         .map_err(|e| e.to_string())?;
-    let content = BASE64.encode(encrypt_bytes(&[1u8; 64], &[7u8; 200], &[2u8; 16]));
     let created = now();
     let mut done = 0usize;
     while done < fill {
@@ -340,19 +326,13 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
             } else {
                 format!("f{}@bench", k % 10_000)
             };
-            let m = Message {
-                version: 1,
-                content_type: "new_funds_content".into(),
-                sender: senders[k % senders.len()].address.clone(),
-                recipient: recipient.clone(),
-                sender_key: senders[k % senders.len()].key.public_key(),
-                sender_encrypt_key: senders[k % senders.len()].key.public_key(),
-                recipient_encrypt_key: reader.key.public_key(),
+            let m = funds_message(
+                &senders[k % senders.len()],
+                &recipient,
+                reader.public,
+                (total + k) as u64,
                 created,
-                expires: created + 86_400,
-                nonce: (total + k) as u64,
-                content: content.clone(),
-            };
+            );
             let s = SignedMessage::new(m, fake_sig).map_err(|e| e.to_string())?;
             batch.push(NewMessage {
                 id: s.id(),

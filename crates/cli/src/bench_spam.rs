@@ -6,9 +6,8 @@
 //! API requests the phase caused. docs/spam.md has the model; the figures go
 //! in docs/BENCHMARKS.md.
 
-use base64::Engine;
-use fio_l2_protocol::cipher::{encrypt_bytes, BASE64};
-use fio_l2_protocol::{Message, PrivateKey, SignedMessage};
+use crate::bench_util::{funds_message, Party};
+use fio_l2_protocol::SignedMessage;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -125,17 +124,8 @@ fn start_node(dir: &std::path::Path, a: &SpamBenchArgs) -> Result<NodeProc, Stri
     })
 }
 
-#[derive(Clone)]
-struct Party {
-    key: PrivateKey,
-    address: String,
-}
-
 fn party(seed: &str, address: &str) -> Party {
-    Party {
-        key: PrivateKey::from_seed(seed),
-        address: address.to_string(),
-    }
+    Party::new(seed, address)
 }
 
 fn now() -> u32 {
@@ -143,22 +133,9 @@ fn now() -> u32 {
 }
 
 fn envelope(from: &Party, to: &Party, nonce: u64, chain_id: &[u8; 32]) -> SignedMessage {
-    let created = now();
-    Message {
-        version: 1,
-        content_type: "new_funds_content".into(),
-        sender: from.address.clone(),
-        recipient: to.address.clone(),
-        sender_key: from.key.public_key(),
-        sender_encrypt_key: from.key.public_key(),
-        recipient_encrypt_key: to.key.public_key(),
-        created,
-        expires: created + 86_400,
-        nonce,
-        content: BASE64.encode(encrypt_bytes(&[1u8; 64], &[7u8; 200], &[2u8; 16])),
-    }
-    .sign(&from.key, chain_id)
-    .expect("valid message")
+    funds_message(from, &to.address, to.public, nonce, now())
+        .sign(&from.key, chain_id)
+        .expect("valid message")
 }
 
 fn json_bytes(m: &SignedMessage) -> Vec<u8> {
@@ -191,9 +168,7 @@ fn make_bodies(n: usize, f: impl Fn(usize) -> Vec<u8> + Sync) -> Vec<Vec<u8>> {
 async fn register(http: &reqwest::Client, url: &str, p: &Party) -> Result<(), String> {
     let r = http
         .post(format!("{url}/v1/dev/register_address"))
-        .json(
-            &json!({"address": p.address, "owner_public_key": p.key.public_key().to_fio_string()}),
-        )
+        .json(&json!({"address": p.address, "owner_public_key": p.public.to_fio_string()}))
         .send()
         .await
         .map_err(|e| e.to_string())?;

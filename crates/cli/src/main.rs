@@ -4,6 +4,7 @@
 mod bench_node;
 mod bench_replication;
 mod bench_spam;
+mod bench_util;
 mod cmd_bench;
 mod cmd_client;
 mod cmd_crypto;
