@@ -147,6 +147,13 @@ pub fn run(a: NodeBenchArgs) -> Result<(), String> {
 }
 
 async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
+    // The reader owns 1 in 10 filled messages and walks 20 pages of 100.
+    let least = 2 * a.messages + 20_000;
+    if a.fill < least {
+        return Err(format!(
+            "--fill must be at least {least} (2 x --messages + 20000)"
+        ));
+    }
     let dir = std::env::temp_dir().join(format!("fio-l2-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = NodeConfig {
@@ -303,13 +310,6 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
     // signed; the inbox path does not re-verify what the node stored).
     let reader = &recipients[0];
     let fill = a.fill.saturating_sub(total);
-    // The reader owns 1 in 10 filled messages and walks 20 pages of 100.
-    if fill < 20_000 {
-        return Err(format!(
-            "--fill must be at least {} (2 x --messages + 20000)",
-            total + 20_000
-        ));
-    }
     let store = node.state.store.clone();
     let filler_key = PrivateKey::from_seed("bench-filler");
     let fake_sig = Signature::parse(&filler_key.sign_digest(&[9u8; 32]).to_string())
