@@ -336,39 +336,10 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(be)?;
-        let mut out = Vec::with_capacity(ids.len());
-        {
-            let mut find = tx
-                .prepare_cached(
-                    "SELECT seq, created, expires FROM messages WHERE id = ?1 AND recipient = ?2",
-                )
-                .map_err(be)?;
-            let mut del = tx
-                .prepare_cached("DELETE FROM messages WHERE seq = ?1")
-                .map_err(be)?;
-            let mut tomb = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO tombstones (id, created, expires) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(be)?;
-            for id in ids {
-                let found: Option<(i64, i64, i64)> = find
-                    .query_row(params![&id[..], recipient], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()
-                    .map_err(be)?;
-                match found {
-                    Some((seq, created, expires)) => {
-                        del.execute([seq]).map_err(be)?;
-                        tomb.execute(params![&id[..], created, expires])
-                            .map_err(be)?;
-                        out.push(true);
-                    }
-                    None => out.push(false),
-                }
-            }
-        }
+        let out = ids
+            .iter()
+            .map(|id| tombstone(&tx, recipient, id, None))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().map_err(be)?;
         Ok(out)
     }
@@ -462,54 +433,65 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(be)?;
-        let mut out = Vec::with_capacity(items.len());
-        {
-            let mut find = tx
-                .prepare_cached(
-                    "SELECT seq, recipient, created, expires FROM messages WHERE id = ?1",
-                )
-                .map_err(be)?;
-            let mut is_tomb = tx
-                .prepare_cached("SELECT 1 FROM tombstones WHERE id = ?1")
-                .map_err(be)?;
-            let mut del = tx
-                .prepare_cached("DELETE FROM messages WHERE seq = ?1")
-                .map_err(be)?;
-            let mut tomb = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO tombstones (id, created, expires) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(be)?;
-            for (id, created, expires) in items {
-                let found: Option<(i64, String, i64, i64)> = find
-                    .query_row([&id[..]], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })
-                    .optional()
-                    .map_err(be)?;
-                match found {
-                    Some((_, r, _, _)) if r != recipient => out.push(false),
-                    Some((seq, _, c, e)) => {
-                        del.execute([seq]).map_err(be)?;
-                        tomb.execute(params![&id[..], c, e]).map_err(be)?;
-                        out.push(true);
-                    }
-                    None => {
-                        let known = is_tomb
-                            .query_row([&id[..]], |_| Ok(()))
-                            .optional()
-                            .map_err(be)?
-                            .is_some();
-                        if !known {
-                            tomb.execute(params![&id[..], created, expires])
-                                .map_err(be)?;
-                        }
-                        out.push(true);
-                    }
-                }
-            }
-        }
+        let out = items
+            .iter()
+            .map(|(id, created, expires)| tombstone(&tx, recipient, id, Some((*created, *expires))))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().map_err(be)?;
         Ok(out)
+    }
+}
+
+/// Replaces `recipient`'s stored message `id` by a tombstone (its own times).
+/// When the message is not stored, `if_absent` gives the times of a tombstone
+/// to add (a verified remote deletion); an existing tombstone is kept.
+/// False when the id belongs to another recipient, or is absent and
+/// `if_absent` is None.
+fn tombstone(
+    tx: &rusqlite::Transaction<'_>,
+    recipient: &str,
+    id: &[u8; 32],
+    if_absent: Option<(u32, u32)>,
+) -> Result<bool, StoreError> {
+    let found: Option<(i64, String, i64, i64)> = tx
+        .prepare_cached("SELECT seq, recipient, created, expires FROM messages WHERE id = ?1")
+        .map_err(be)?
+        .query_row([&id[..]], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()
+        .map_err(be)?;
+    let insert = |created: i64, expires: i64| {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO tombstones (id, created, expires) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(be)?
+        .execute(params![&id[..], created, expires])
+        .map_err(be)
+    };
+    match (found, if_absent) {
+        (Some((_, r, _, _)), _) if r != recipient => Ok(false),
+        (Some((seq, _, created, expires)), _) => {
+            tx.prepare_cached("DELETE FROM messages WHERE seq = ?1")
+                .map_err(be)?
+                .execute([seq])
+                .map_err(be)?;
+            insert(created, expires)?;
+            Ok(true)
+        }
+        (None, None) => Ok(false),
+        (None, Some((created, expires))) => {
+            let known = tx
+                .prepare_cached("SELECT 1 FROM tombstones WHERE id = ?1")
+                .map_err(be)?
+                .query_row([&id[..]], |_| Ok(()))
+                .optional()
+                .map_err(be)?
+                .is_some();
+            if !known {
+                insert(i64::from(created), i64::from(expires))?;
+            }
+            Ok(true)
+        }
     }
 }
