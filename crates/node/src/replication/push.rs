@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 const MAX_BATCH_BYTES: usize = 900 * 1024;
-const MAX_ATTEMPTS: u32 = 6;
+pub const MAX_ATTEMPTS: u32 = 6;
 
 pub async fn run(
     r: Arc<Replicator>,
@@ -69,17 +69,72 @@ async fn send_batch(r: &Replicator, state: &NodeState, peer: &Peer, batch: &[Arc
     }
     body.push(']');
     let n = batch.len() as u64;
+    match post_retrying(r, state, peer, "/v1/peer/messages", body, "push").await {
+        Posted::Ok(text) => {
+            add(&peer.counters.pushed, n);
+            // Refusals are the peer's business (it logs them); count only.
+            if let Ok(v) = serde_json::from_slice::<Value>(&text) {
+                let refused = v["results"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|x| x["http_status"].as_u64().unwrap_or(0) >= 400)
+                            .count()
+                    })
+                    .unwrap_or(0);
+                if refused > 0 {
+                    tracing::debug!("peer {} refused {refused} pushed envelopes", peer.url);
+                }
+            }
+            true
+        }
+        Posted::Banned | Posted::Refused => {
+            add(&peer.counters.push_dropped, n);
+            true
+        }
+        Posted::GaveUp => {
+            add(&peer.counters.push_dropped, n);
+            false
+        }
+    }
+}
+
+/// How [`post_retrying`] ended.
+pub enum Posted {
+    /// A 2xx answer; its body.
+    Ok(Vec<u8>),
+    /// The peer is refused here (score): nothing was sent.
+    Banned,
+    /// A 4xx answer other than 403/429: sending again would not help.
+    Refused,
+    /// Unreachable, 403 (not identified yet), 429 or 5xx through every attempt.
+    GaveUp,
+}
+
+/// POSTs a JSON `body` to `{peer}{path}` as this node (`X-FIO-L2-Peer`),
+/// retrying with exponential backoff (0.2 s to 6.4 s, [`MAX_ATTEMPTS`]
+/// attempts) while the peer cannot be reached, has not identified this node
+/// yet (403), refuses it for now (429) or fails (5xx). Keeps the peer's
+/// reachability, last error and byte counters; `what` prefixes errors.
+/// Shared by message push and policy push.
+pub async fn post_retrying(
+    r: &Replicator,
+    state: &NodeState,
+    peer: &Peer,
+    path: &str,
+    body: String,
+    what: &str,
+) -> Posted {
     let mut attempt = 0u32;
     loop {
         if peer.banned() {
-            add(&peer.counters.push_dropped, n);
-            return true;
+            return Posted::Banned;
         }
         attempt += 1;
         add(&peer.counters.bytes_out, body.len() as u64);
         let res = r
             .http
-            .post(format!("{}/v1/peer/messages", peer.url))
+            .post(format!("{}{path}", peer.url))
             .header(PEER_HEADER, &state.node_id)
             .header("content-type", "application/json")
             .body(body.clone())
@@ -92,25 +147,10 @@ async fn send_batch(r: &Replicator, state: &NodeState, peer: &Peer, batch: &[Arc
                 add(&peer.counters.bytes_in, text.len() as u64);
                 if status.is_success() {
                     peer.set_reachable(true, None);
-                    add(&peer.counters.pushed, n);
-                    // Refusals are the peer's business (it logs them); count only.
-                    if let Ok(v) = serde_json::from_slice::<Value>(&text) {
-                        let refused = v["results"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter(|x| x["http_status"].as_u64().unwrap_or(0) >= 400)
-                                    .count()
-                            })
-                            .unwrap_or(0);
-                        if refused > 0 {
-                            tracing::debug!("peer {} refused {refused} pushed envelopes", peer.url);
-                        }
-                    }
-                    return true;
+                    return Posted::Ok(text.to_vec());
                 }
                 let msg = format!(
-                    "push: {status}: {}",
+                    "{what}: {status}: {}",
                     String::from_utf8_lossy(&text[..text.len().min(200)])
                 );
                 peer.set_reachable(true, Some(msg.clone()));
@@ -119,13 +159,15 @@ async fn send_batch(r: &Replicator, state: &NodeState, peer: &Peer, batch: &[Arc
                 status.as_u16() == 403 || status.as_u16() == 429 || status.is_server_error()
             }
             Err(e) => {
-                peer.set_reachable(false, Some(format!("push: {e}")));
+                peer.set_reachable(false, Some(format!("{what}: {e}")));
                 true
             }
         };
-        if !retry || attempt >= MAX_ATTEMPTS {
-            add(&peer.counters.push_dropped, n);
-            return !retry;
+        if !retry {
+            return Posted::Refused;
+        }
+        if attempt >= MAX_ATTEMPTS {
+            return Posted::GaveUp;
         }
         let backoff = Duration::from_millis(100u64 << attempt.min(7));
         tokio::time::sleep(backoff.min(Duration::from_secs(10))).await;
