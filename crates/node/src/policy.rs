@@ -4,7 +4,9 @@
 //! /v1/policy/{address}`), serves it publicly (`GET`, so senders learn the
 //! proof of work they need), stores it durably (one file per address under
 //! `<data>/policies/`), and enforces it at admission (`limits::precheck`).
-//! Replication calls [`accept_document`], which validates exactly as the PUT.
+//! Replication calls [`accept_document`], which validates exactly as the PUT;
+//! a document newly accepted from a client is pushed to every peer, and
+//! peers repair from each other's digests (`replication/policy_sync.rs`).
 //!
 //! The signed text is the UTF-8 string of these lines joined by `\n`:
 //!
@@ -38,7 +40,7 @@ use fio_l2_protocol::hash::sha256;
 use fio_l2_protocol::{validate_address, PrivateKey, PublicKey, Signature};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -155,10 +157,11 @@ impl Compiled {
 }
 
 /// Policies in memory, each also in `<dir>/<address>.json` (written
-/// atomically and fsync'd before a PUT is answered).
+/// atomically and fsync'd before a PUT is answered). Ordered by address, so
+/// peers can page through the digest.
 pub struct PolicyStore {
     dir: PathBuf,
-    map: RwLock<HashMap<String, Arc<Compiled>>>,
+    map: RwLock<BTreeMap<String, Arc<Compiled>>>,
     max: usize,
     write: Mutex<()>,
 }
@@ -167,7 +170,7 @@ impl PolicyStore {
     pub fn open(dir: &FsPath, max: usize) -> Result<PolicyStore, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let mut map = HashMap::new();
+        let mut map = BTreeMap::new();
         let entries =
             std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         for e in entries.flatten() {
@@ -216,6 +219,21 @@ impl PolicyStore {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .map(|c| c.doc.clone())
+            .collect()
+    }
+
+    /// `(address, updated)` of up to `limit` documents whose address sorts
+    /// after `after` (all if None), in address order (the replication digest).
+    pub fn digest_page(&self, after: Option<&str>, limit: usize) -> Vec<(String, u64)> {
+        use std::ops::Bound;
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let lower = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        map.range::<str, _>((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|(a, c)| (a.clone(), c.doc.updated))
             .collect()
     }
 
@@ -437,7 +455,12 @@ pub async fn put_policy(
         if doc.address != address {
             return Err(bad("the document's address is not the path's"));
         }
-        accept_document(&st, &body).await
+        let (status, v) = accept_document(&st, &body).await?;
+        if status == StatusCode::CREATED {
+            // New here, from a client: every peer gets it now, in the background.
+            crate::replication::policy_sync::on_client_accept(&st, &doc);
+        }
+        Ok((status, v))
     }
     .await;
     match r {

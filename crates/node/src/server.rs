@@ -153,7 +153,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
     });
 
     crate::replication::start(&state)?;
-    let mut app = api::router(state.clone()).merge(crate::replication::api::router(state.clone()));
+    let mut app = api::router(state.clone())
+        .merge(crate::replication::api::router(state.clone()))
+        .merge(crate::replication::policy_sync::router(state.clone()));
     if let Some(dc) = dev_chain {
         app = app.merge(devchain::router(dc));
     }

@@ -11,13 +11,20 @@
 //!   [`crate::admission::admit`] exactly as a client's envelope; deletions need
 //!   a record signed by the recipient's owner key ([`deletion`]). A peer that
 //!   sends invalid data is scored down and refused for a while ([`peers`]).
+//! - **Recipient policies** ([`policy_sync`]): pushed to every peer when a
+//!   client's PUT stores a new one, repaired from each peer's digest at
+//!   start-up and every few minutes; each goes through
+//!   [`crate::policy::accept_document`] like a client's PUT.
 //! - **Routes** ([`api`]): `POST /v1/peer/messages`, `POST /v1/peer/reconcile`,
-//!   `POST /v1/peer/fetch`, `GET /v1/peers`.
+//!   `POST /v1/peer/fetch`, `POST /v1/peer/policies`,
+//!   `GET /v1/peer/policies/digest`, `POST /v1/peer/policies/fetch`,
+//!   `GET /v1/peers`.
 
 pub mod api;
 pub mod deletion;
 pub mod home;
 pub mod peers;
+pub mod policy_sync;
 pub mod push;
 pub mod reconcile;
 
@@ -104,6 +111,8 @@ pub struct Replicator {
     /// this node is pulling everything anyway and each of them would only
     /// list the same missing ids again.
     pub full_pass_running: std::sync::atomic::AtomicBool,
+    /// Recipient policy push queues and refusals.
+    pub policy: policy_sync::PolicySync,
 }
 
 impl Replicator {
@@ -163,6 +172,48 @@ pub fn get(state: &NodeState) -> Option<&Arc<Replicator>> {
     state.replication.get()
 }
 
+/// The calling peer of a peer route, from `X-FIO-L2-Peer`: a configured peer
+/// this node has identified (`403 unknown_peer`, `Retry-After: 1`, if not)
+/// and does not refuse for its score (`429 peer_refused`). Same rule as the
+/// routes in [`api`] (which keep a private copy for now).
+pub fn calling_peer(
+    st: &NodeState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(Arc<Replicator>, Arc<Peer>), crate::error::ApiError> {
+    use crate::error::ApiError;
+    use axum::http::StatusCode;
+    let r = get(st)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "replication_off",
+                "replication is not running",
+            )
+        })?
+        .clone();
+    let id = headers
+        .get(PEER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let peer = r.peer_by_node_id(id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "unknown_peer",
+            "X-FIO-L2-Peer does not name a configured peer (yet)",
+        )
+        .retry_after(1)
+    })?;
+    if peer.banned() {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "peer_refused",
+            "this peer sent invalid data and is refused for a while",
+        )
+        .retry_after(60));
+    }
+    Ok((r, peer))
+}
+
 /// Admission hook: a message was durably inserted. Client messages are
 /// queued for every peer at once; messages from peers are not forwarded
 /// (peers form a full mesh; repair covers the rest). `json` is the message's
@@ -202,6 +253,7 @@ pub fn start(state: &Arc<NodeState>) -> Result<(), String> {
         receivers.push(rx);
         peers.push(Arc::new(peer));
     }
+    let (policy, policy_receivers) = policy_sync::PolicySync::new(peers.len());
     let r = Arc::new(Replicator {
         config,
         http,
@@ -211,14 +263,26 @@ pub fn start(state: &Arc<NodeState>) -> Result<(), String> {
         refused: Mutex::new(HashMap::new()),
         sync_lock: tokio::sync::Mutex::new(()),
         full_pass_running: std::sync::atomic::AtomicBool::new(false),
+        policy,
     });
     state
         .replication
         .set(r.clone())
         .map_err(|_| "replication started twice".to_string())?;
-    for (peer, rx) in r.peers.iter().zip(receivers) {
+    for ((peer, rx), prx) in r.peers.iter().zip(receivers).zip(policy_receivers) {
         tokio::spawn(push::run(r.clone(), state.clone(), peer.clone(), rx));
         tokio::spawn(reconcile::run(r.clone(), state.clone(), peer.clone()));
+        tokio::spawn(policy_sync::run_push(
+            r.clone(),
+            state.clone(),
+            peer.clone(),
+            prx,
+        ));
+        tokio::spawn(policy_sync::run_repair(
+            r.clone(),
+            state.clone(),
+            peer.clone(),
+        ));
     }
     // Deletion records live as long as their tombstones.
     let (r2, every) = (

@@ -43,6 +43,15 @@ pub struct PeerCounters {
     pub bytes_out: AtomicU64,
     pub bytes_in: AtomicU64,
     pub rounds: AtomicU64,
+    /// Recipient policies (replication/policy_sync.rs): documents pushed to
+    /// the peer, dropped after the retries, received in its pushes, and
+    /// stored here from its pushes or from repair.
+    pub policies_pushed: AtomicU64,
+    pub policies_push_dropped: AtomicU64,
+    pub policies_received: AtomicU64,
+    pub policies_stored: AtomicU64,
+    /// Policy repair passes completed with the peer.
+    pub policy_syncs: AtomicU64,
 }
 
 pub struct Peer {
@@ -173,6 +182,13 @@ impl Peer {
             "banned": s.banned_until > now,
             "banned_until": (s.banned_until > now).then_some(s.banned_until),
             "last_penalty": s.last_penalty,
+            "policies": {
+                "pushed": ld(&c.policies_pushed),
+                "push_dropped": ld(&c.policies_push_dropped),
+                "received": ld(&c.policies_received),
+                "stored": ld(&c.policies_stored),
+                "syncs": ld(&c.policy_syncs),
+            },
         })
     }
 }
