@@ -456,11 +456,7 @@ async fn sync_once(
             .filter(|(a, u)| {
                 *u <= latest
                     && !r.policy.recently_refused(a, *u)
-                    && state
-                        .spam
-                        .policies
-                        .get(a)
-                        .is_none_or(|c| c.doc.updated < *u)
+                    && !matches!(state.spam.policies.get(a), Some(c) if c.doc.updated >= *u)
             })
             .map(|(a, _)| a.clone())
             .collect();
