@@ -506,6 +506,51 @@ mod tests {
     }
 
     #[test]
+    fn digest_pages_in_address_order_and_newer_replaces_older() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PolicyStore::open(dir.path(), 10).unwrap();
+        let doc = |address: &str, updated: u64| PolicyDoc {
+            version: 1,
+            address: address.into(),
+            owner_key: String::new(),
+            updated,
+            allow: vec![],
+            block: vec![],
+            contacts_only: false,
+            min_pow_bits: 0,
+            max_content_bytes: 0,
+            signature: String::new(),
+        };
+        for (a, u) in [("carol@dev", 3), ("alice@dev", 1), ("bob@dev", 2)] {
+            assert!(matches!(store.put(doc(a, u)).unwrap(), PutResult::Stored));
+        }
+        assert!(matches!(
+            store.put(doc("bob@dev", 2)).unwrap(),
+            PutResult::Existing
+        ));
+        assert!(matches!(store.put(doc("bob@dev", 1)), Err(e) if e.code == "policy_stale"));
+        assert!(matches!(
+            store.put(doc("bob@dev", 5)).unwrap(),
+            PutResult::Stored
+        ));
+        let pairs = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(a, u)| (a.to_string(), *u)).collect()
+        };
+        assert_eq!(
+            store.digest_page(None, 2),
+            pairs(&[("alice@dev", 1), ("bob@dev", 5)])
+        );
+        assert_eq!(
+            store.digest_page(Some("bob@dev"), 2),
+            pairs(&[("carol@dev", 3)])
+        );
+        assert_eq!(store.digest_page(Some("carol@dev"), 2), vec![]);
+        // Kept across a reopen, in the same order.
+        let again = PolicyStore::open(dir.path(), 10).unwrap();
+        assert_eq!(again.digest_page(None, 10), store.digest_page(None, 10));
+    }
+
+    #[test]
     fn address_entry_beats_domain_entry_and_block_beats_allow() {
         let c = Compiled::new(PolicyDoc {
             version: 1,
