@@ -138,15 +138,40 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The node runs on its own runtime, whose threads are named so that its CPU
+/// time can be told from the load generator's (same process, same cores).
+/// Idle threads are kept alive so that none exits with uncounted time.
 pub fn run(a: NodeBenchArgs) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(run_async(a))
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name(name)
+            .thread_keep_alive(Duration::from_secs(3600))
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let node_rt = runtime(NODE_THREADS)?;
+    let client_rt = runtime("bench-client")?;
+    client_rt.block_on(run_async(a, node_rt.handle().clone()))
 }
 
-async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
+const NODE_THREADS: &str = "l2-node";
+
+/// CPU time used so far by the node's threads (runtime and writer) and by
+/// everything else in this process (the load generator, the main thread).
+fn cpu_split() -> (Duration, Duration) {
+    use crate::bench_util::{process_cpu, threads_cpu};
+    let node = threads_cpu(NODE_THREADS) + threads_cpu("fio-l2-writer");
+    (node, process_cpu().saturating_sub(node))
+}
+
+/// CPU per envelope over a phase, in microseconds: (node, load generator).
+fn cpu_per(before: (Duration, Duration), after: (Duration, Duration), n: usize) -> (f64, f64) {
+    let us = |a: Duration, b: Duration| (a.saturating_sub(b)).as_secs_f64() * 1e6 / n as f64;
+    (us(after.0, before.0), us(after.1, before.1))
+}
+
+async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<(), String> {
     // The reader owns 1 in 10 filled messages and walks 20 pages of 100.
     let least = 2 * a.messages + 20_000;
     if a.fill < least {
@@ -174,7 +199,10 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
             .parse()
             .map_err(|e: fio_l2_node::storage::StoreError| e.to_string())?,
     };
-    let node = fio_l2_node::server::start(cfg).await?;
+    let node = node_rt
+        .spawn(fio_l2_node::server::start(cfg))
+        .await
+        .map_err(|e| e.to_string())??;
     let base = node.url();
     let chain_id = node.state.chain_id;
     let http = reqwest::Client::builder()
@@ -202,10 +230,14 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
     let total = a.messages * 2;
     let envelopes = Arc::new(sign_many(total, &senders, &recipients, chain_id));
     eprintln!("measuring verify-only rate on all cores…");
+    let c0 = crate::bench_util::process_cpu();
     let verify_rate = verify_only(&envelopes, chain_id);
+    let verify_cpu_us =
+        (crate::bench_util::process_cpu() - c0).as_secs_f64() * 1e6 / envelopes.len() as f64;
 
     // Single envelopes, `concurrency` clients.
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = cpu_split();
     let t0 = Instant::now();
     let mut tasks = vec![];
     for _ in 0..a.concurrency {
@@ -246,6 +278,7 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
         t.await.map_err(|e| e.to_string())??;
     }
     let single_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
+    let single_cpu = cpu_per(cpu0, cpu_split(), a.messages);
     progress("ingest, single envelopes", a.messages, a.messages);
     let single_batches = node.state.writer.stats();
 
@@ -266,6 +299,7 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
         .collect();
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = cpu_split();
     let t0 = Instant::now();
     let mut tasks = vec![];
     for _ in 0..4 {
@@ -304,6 +338,7 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
         t.await.map_err(|e| e.to_string())??;
     }
     let batch_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
+    let batch_cpu = cpu_per(cpu0, cpu_split(), a.messages);
     let all_batches = node.state.writer.stats();
 
     // Fill the store to `fill` messages (synthetic: stored directly, not
@@ -411,7 +446,10 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
     }
     progress("inbox pages of 100", a.pages, a.pages);
     lat.sort();
-    node.stop().await;
+    node_rt
+        .spawn(node.stop())
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&dir);
 
     let cores = std::thread::available_parallelism()
@@ -442,6 +480,27 @@ async fn run_async(a: NodeBenchArgs) -> Result<(), String> {
         batch_rate,
         batch_rate / verify_rate
     );
+    println!("CPU time per envelope (all threads; ratio: verify-only CPU / node CPU)");
+    println!(
+        "{:<52} {:>9.1} µs {:>8.2}",
+        "verify only", verify_cpu_us, 1.0
+    );
+    for (label, (node_us, client_us)) in [
+        ("ingest, single envelopes", single_cpu),
+        ("ingest, arrays of 100", batch_cpu),
+    ] {
+        println!(
+            "{:<52} {:>9.1} µs {:>8.2}",
+            format!("{label}: node"),
+            node_us,
+            verify_cpu_us / node_us
+        );
+        println!(
+            "{:<52} {:>9.1} µs",
+            format!("{label}: load generator"),
+            client_us
+        );
+    }
     println!(
         "{:<52} {:>12}",
         "durable commits (single phase / both phases)",

@@ -54,3 +54,40 @@ pub fn funds_message(
         content: content().to_string(),
     }
 }
+
+/// CPU time (user + system) used by this whole process so far, every thread
+/// included (also threads that have exited).
+pub fn process_cpu() -> std::time::Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    assert_eq!(rc, 0, "getrusage(RUSAGE_SELF) cannot fail");
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64)
+            + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// CPU time used so far by this process's live threads whose name starts
+/// with `prefix` (Linux: /proc/self/task/*/comm and schedstat, nanoseconds).
+/// Threads that exited are not counted: keep the measured threads alive.
+pub fn threads_cpu(prefix: &str) -> std::time::Duration {
+    let mut ns = 0u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return std::time::Duration::ZERO;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    std::time::Duration::from_nanos(ns)
+}

@@ -1,6 +1,7 @@
-//! Admission of one envelope, in order of cost: size and shape, time window,
-//! known id, signature, chain ownership; then the durable write. Plain
-//! functions over `NodeState`, so HTTP handlers (and peers, later) share them.
+//! Admission of envelopes, in order of cost: size and shape, time window,
+//! spam prechecks, known id, signature, chain ownership; then the durable
+//! write. Plain functions over `NodeState`, shared by the client API and the
+//! peers' push and repair.
 
 use crate::error::ApiError;
 use crate::events::InboxEvent;
@@ -50,13 +51,66 @@ fn decoded_len(b64: &str) -> usize {
     b64.len() / 4 * 3 - pad
 }
 
+/// What [`admit_many`] says about one envelope: its id when it parsed, and
+/// the answer.
+pub struct Outcome {
+    pub id: Option<[u8; 32]>,
+    pub result: Result<Admitted, ApiError>,
+}
+
+/// Admits one envelope; see [`admit_many`].
 pub async fn admit(
     state: &Arc<NodeState>,
     bytes: &[u8],
     source: &Source,
 ) -> Result<Admitted, ApiError> {
-    let r = admit_inner(state, bytes, source).await;
-    match &r {
+    let mut out = admit_many(state, vec![bytes.to_vec()], source).await;
+    out.pop().expect("one outcome per envelope").result
+}
+
+/// Admits envelopes (a client's array, a peer's push or fetch answer), one
+/// outcome each, in order. The checks that need no network (size, shape,
+/// time, spam prechecks, known id, signature) run on the blocking pool in one
+/// task per core-sized chunk, not one per envelope; the chain checks run
+/// concurrently; then every survivor is handed to the group-commit writer
+/// before any reply is awaited, so they share commits.
+pub async fn admit_many<B>(state: &Arc<NodeState>, items: Vec<B>, source: &Source) -> Vec<Outcome>
+where
+    B: AsRef<[u8]> + Send + 'static,
+{
+    let offline = offline_stage(state, items, source).await;
+    // Chain ownership and the charged limits, concurrently (cached lookups,
+    // single-flight in the client).
+    let chained = futures_util::future::join_all(offline.into_iter().map(|(id, r)| async move {
+        let r = match r {
+            Ok(Offline::Checked(msg, ticket)) => chain_stage(state, &msg, source, &ticket)
+                .await
+                .map(|()| Offline::Checked(msg, ticket)),
+            other => other,
+        };
+        (id, r)
+    }))
+    .await;
+    // Durable write: everything queued first, then the replies awaited.
+    let mut pending = Vec::with_capacity(chained.len());
+    for (id, r) in chained {
+        pending.push((id, r.and_then(|o| submit(state, o))));
+    }
+    let mut out = Vec::with_capacity(pending.len());
+    for (id, p) in pending {
+        let result = match p {
+            Ok(Submitted::Done(a)) => Ok(a),
+            Ok(Submitted::Writing(w)) => finish(state, *w, source).await,
+            Err(e) => Err(e),
+        };
+        count(state, source, &result);
+        out.push(Outcome { id, result });
+    }
+    out
+}
+
+fn count(state: &NodeState, source: &Source, r: &Result<Admitted, ApiError>) {
+    match r {
         Ok(a) if a.status == StatusCode::CREATED => Counters::bump(&state.counters.accepted),
         Ok(_) => Counters::bump(&state.counters.duplicates),
         Err(e) => {
@@ -65,78 +119,179 @@ pub async fn admit(
             crate::limits::note_failure(state, source, &e.code);
         }
     }
-    r
 }
 
-async fn admit_inner(
+/// After the offline checks: a message to take further, or the answer
+/// already (stored before).
+enum Offline {
+    Checked(Box<SignedMessage>, crate::limits::Ticket),
+    Known(Admitted),
+}
+
+type OfflineResult = (Option<[u8; 32]>, Result<Offline, ApiError>);
+
+/// Checks 1-4 and the spam prechecks of every item on the blocking pool,
+/// in at most `max_concurrent_verifications` chunks at once.
+async fn offline_stage<B>(
     state: &Arc<NodeState>,
-    bytes: &[u8],
+    items: Vec<B>,
     source: &Source,
-) -> Result<Admitted, ApiError> {
+) -> Vec<OfflineResult>
+where
+    B: AsRef<[u8]> + Send + 'static,
+{
+    let n = items.len();
+    let chunks = state
+        .config
+        .limits
+        .max_concurrent_verifications
+        .clamp(1, n.max(1));
+    let per = n.div_ceil(chunks).max(1);
+    let mut iter = items.into_iter();
+    let mut tasks = Vec::with_capacity(chunks);
+    loop {
+        let chunk: Vec<B> = iter.by_ref().take(per).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let (st, src) = (state.clone(), source.clone());
+        tasks.push(async move {
+            let len = chunk.len();
+            let slot =
+                tokio::time::timeout(Duration::from_secs(10), st.verify_slots.acquire()).await;
+            let _slot = match slot {
+                Ok(Ok(s)) => s,
+                Ok(Err(_)) => {
+                    return refuse_all(len, || {
+                        unavailable("shutting_down", "the node is shutting down")
+                    })
+                }
+                Err(_) => {
+                    return refuse_all(len, || {
+                        unavailable("saturated", "the node is saturated; retry later")
+                    })
+                }
+            };
+            let st2 = st.clone();
+            tokio::task::spawn_blocking(move || {
+                chunk
+                    .iter()
+                    .map(|b| offline_checks(&st2, b.as_ref(), &src))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_else(|e| {
+                refuse_all(len, || {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                })
+            })
+        });
+    }
+    futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn refuse_all(n: usize, e: impl Fn() -> ApiError) -> Vec<OfflineResult> {
+    (0..n).map(|_| (None, Err(e()))).collect()
+}
+
+/// Checks 1-4 of one envelope in order of cost, with the spam prechecks
+/// (limits.rs: recipient policy, proof of work, a peek at the rate buckets)
+/// before the known-id lookup and the signature. Blocking (store read, crypto).
+fn offline_checks(state: &NodeState, bytes: &[u8], source: &Source) -> OfflineResult {
     let limits = &state.config.limits;
     // 1. Size and shape.
     if bytes.len() > state.max_envelope_bytes() {
-        return Err(ApiError::new(
+        let e = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!(
                 "an envelope may have at most {} bytes",
                 state.max_envelope_bytes()
             ),
-        ));
+        );
+        return (None, Err(e));
     }
-    let msg = SignedMessage::from_json(bytes)?;
-    let m = msg.message();
-    if decoded_len(&m.content) > limits.max_content_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "content_too_large",
-            format!(
-                "content may have at most {} bytes of cipher text",
-                limits.max_content_bytes
-            ),
-        ));
-    }
-    // 2. Time window.
-    msg.check_time(now_unix(), &state.time_policy())?;
-    // 2b. Spam checks needing no crypto (limits.rs): recipient policy, proof
-    // of work, a peek at the rate buckets (charged after 5).
-    let ticket = crate::limits::precheck(state, &msg, source).await?;
-    // 3-4. Known id (the same packed message is the same message, whatever
-    // its signature), then the signature: one trip to the blocking pool, a
-    // bounded number at once.
-    let _slot = tokio::time::timeout(Duration::from_secs(10), state.verify_slots.acquire())
-        .await
-        .map_err(|_| unavailable("saturated", "the node is saturated; retry later"))?
-        .map_err(|_| unavailable("shutting_down", "the node is shutting down"))?;
-    let (store, chain_id) = (state.store.clone(), state.chain_id);
-    let checked = tokio::task::spawn_blocking(move || match store.lookup(&msg.id()) {
-        Err(e) => Err(storage_error(e)),
-        Ok(Some(IdState::Stored { .. })) => Ok(Err(existing(&msg))),
-        Ok(Some(IdState::Deleted { .. })) => Err(deleted()),
-        Ok(None) => msg
-            .verify_signature(&chain_id)
-            .map(|_| Ok(msg))
-            .map_err(ApiError::from),
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    drop(_slot);
-    let msg = match checked {
-        Ok(msg) => msg,
-        Err(already) => return Ok(already),
+    let msg = match SignedMessage::from_json(bytes) {
+        Ok(m) => m,
+        Err(e) => return (None, Err(e.into())),
     };
-    // 5. Chain ownership (cached, single-flight in the client).
-    check_sender(state, &msg).await?;
+    let id = Some(msg.id());
+    let r = (|| {
+        if decoded_len(&msg.message().content) > limits.max_content_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "content_too_large",
+                format!(
+                    "content may have at most {} bytes of cipher text",
+                    limits.max_content_bytes
+                ),
+            ));
+        }
+        // 2. Time window.
+        msg.check_time(now_unix(), &state.time_policy())?;
+        // 2b. Spam checks needing no crypto.
+        let ticket = crate::limits::precheck(state, &msg, source)?;
+        // 3. Known id: the same packed message is the same message,
+        // whatever its signature.
+        match state.store.lookup(&msg.id()) {
+            Err(e) => return Err(storage_error(e)),
+            Ok(Some(IdState::Stored { .. })) => return Ok(Offline::Known(existing(&msg))),
+            Ok(Some(IdState::Deleted { .. })) => return Err(deleted()),
+            Ok(None) => {}
+        }
+        // 4. The signature.
+        msg.verify_signature(&state.chain_id)?;
+        Ok(Offline::Checked(Box::new(msg), ticket))
+    })();
+    (id, r)
+}
+
+/// Check 5 (chain ownership), the home-node rule, then the charged limits.
+async fn chain_stage(
+    state: &NodeState,
+    msg: &SignedMessage,
+    source: &Source,
+    ticket: &crate::limits::Ticket,
+) -> Result<(), ApiError> {
+    check_sender(state, msg).await?;
     crate::replication::home::check_recipient(state, &msg.message().recipient).await?;
-    // 5b. The sender is proven: inbox quota, then charge its buckets (limits.rs).
-    crate::limits::charge(state, &msg, source, &ticket).await?;
-    // 6. Durable write, group-committed.
-    // Rendered once: the stored form is also what peers and subscribers get.
+    // The sender is proven: inbox quota, then charge its buckets.
+    crate::limits::charge(state, msg, source, ticket).await
+}
+
+enum Submitted {
+    Done(Admitted),
+    Writing(Box<Writing>),
+}
+
+struct Writing {
+    msg: SignedMessage,
+    json: Arc<str>,
+    reply: crate::writer::PendingWrite,
+}
+
+fn to_api(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Saturated => {
+            unavailable("saturated", "the node's write queue is full; retry later")
+        }
+        other => storage_error(other),
+    }
+}
+
+/// Queues a checked message for the durable write. Its JSON is rendered
+/// once: the stored form is also what peers and subscribers get.
+fn submit(state: &NodeState, o: Offline) -> Result<Submitted, ApiError> {
+    let msg = match o {
+        Offline::Known(a) => return Ok(Submitted::Done(a)),
+        Offline::Checked(msg, _) => *msg,
+    };
     let m = msg.message();
-    let json: Arc<str> = String::from_utf8(crate::stored::encode(&msg))
-        .expect("serde_json writes UTF-8")
-        .into();
+    let json: Arc<str> = msg.to_json_string(true).into();
     let new = NewMessage {
         id: msg.id(),
         recipient: m.recipient.clone(),
@@ -145,22 +300,18 @@ async fn admit_inner(
         expires: m.expires,
         binary: json.as_bytes().to_vec(),
     };
-    let to_api = |e: WriteError| match e {
-        WriteError::Saturated => {
-            unavailable("saturated", "the node's write queue is full; retry later")
-        }
-        other => storage_error(other),
-    };
-    let outcome = state
-        .writer
-        .try_submit(new)
-        .map_err(to_api)?
-        .await
-        .map_err(to_api)?;
-    match outcome {
+    let reply = state.writer.try_submit(new).map_err(to_api)?;
+    Ok(Submitted::Writing(Box::new(Writing { msg, json, reply })))
+}
+
+/// Waits for the commit, then tells peers and subscribers.
+async fn finish(state: &NodeState, w: Writing, source: &Source) -> Result<Admitted, ApiError> {
+    let Writing { msg, json, reply } = w;
+    match reply.await.map_err(to_api)? {
         PutOutcome::Inserted { seq } => {
+            let recipient = &msg.message().recipient;
             crate::replication::on_inserted(state, &json, source);
-            state.hub.publish(&m.recipient, || InboxEvent {
+            state.hub.publish(recipient, || InboxEvent {
                 seq,
                 json: crate::stored::event_json(seq, &json),
             });

@@ -1,6 +1,6 @@
 //! HTTP routes: thin handlers over admission, storage and auth (docs/api.md).
 
-use crate::admission::{admit, Admitted, Source};
+use crate::admission::{admit_many, Admitted, Source};
 use crate::auth::{self, RequestParts};
 use crate::error::ApiError;
 use crate::state::{now_unix, NodeState};
@@ -140,7 +140,8 @@ async fn post_messages(
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'[') {
-        return match admit(&st, &body, &source).await {
+        let mut out = admit_many(&st, vec![body], &source).await;
+        return match out.pop().expect("one outcome per envelope").result {
             Ok(Admitted { status, body }) => (status, Json(body)).into_response(),
             Err(e) => e.into_response(),
         };
@@ -179,16 +180,14 @@ async fn post_messages(
         st.spam.count_refusal(&e.code);
         return e.into_response();
     }
-    // Concurrently, so that the durable writer commits them as one group.
-    let results = futures_util::future::join_all(
-        items
-            .iter()
-            .map(|raw| admit(&st, raw.get().as_bytes(), &source)),
-    )
-    .await;
-    let results: Vec<Value> = results
+    let items: Vec<String> = items
         .into_iter()
-        .map(|r| match r {
+        .map(|r| Box::<str>::from(r).into())
+        .collect();
+    let results: Vec<Value> = admit_many(&st, items, &source)
+        .await
+        .into_iter()
+        .map(|o| match o.result {
             Ok(a) => {
                 let mut b = a.body;
                 b["http_status"] = json!(a.status.as_u16());

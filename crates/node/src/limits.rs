@@ -493,11 +493,7 @@ fn rate_limited(which: &str, what: &str, secs: u64) -> ApiError {
 
 /// After parsing, before any signature or chain work: the recipient's policy,
 /// proof of work, and a peek at the buckets (nothing charged).
-pub async fn precheck(
-    st: &NodeState,
-    msg: &SignedMessage,
-    source: &Source,
-) -> Result<Ticket, ApiError> {
+pub fn precheck(st: &NodeState, msg: &SignedMessage, source: &Source) -> Result<Ticket, ApiError> {
     let m = msg.message();
     let l = &st.config.limits;
     let policy = st.spam.policies.get(&m.recipient);

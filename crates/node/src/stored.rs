@@ -8,7 +8,7 @@
 use fio_l2_protocol::{Error, SignedMessage};
 
 pub fn encode(msg: &SignedMessage) -> Vec<u8> {
-    serde_json::to_vec(&msg.to_json_value(true)).expect("a JSON value always serializes")
+    msg.to_json_string(true).into_bytes()
 }
 
 /// Strict parse of a stored message; also reads the packed binary form.

@@ -130,6 +130,24 @@ proptest! {
         prop_assert!(signed.verify_signature(&[0x22; 32]).is_err());
     }
 
+    /// The direct JSON writer (with texts kept from parsing, or rendered)
+    /// gives exactly the bytes of the `Value` form, for FIO and PUB_K1 input.
+    #[test]
+    fn json_string_is_the_value_form((key, m) in message_strategy(), with_id in any::<bool>()) {
+        let signed = m.sign(&key, &CHAIN_ID).unwrap();
+        let want = serde_json::to_string(&signed.to_json_value(with_id)).unwrap();
+        prop_assert_eq!(&signed.to_json_string(with_id), &want);
+        let parsed = SignedMessage::from_json(want.as_bytes()).unwrap();
+        prop_assert_eq!(&parsed.to_json_string(with_id), &want);
+        // The same envelope with its keys in the PUB_K1_ form: canonical output.
+        let mut v = signed.to_json_value(false);
+        let m2 = signed.message();
+        v["sender_key"] = m2.sender_key.to_k1_string().into();
+        v["recipient_encrypt_key"] = m2.recipient_encrypt_key.to_k1_string().into();
+        let k1 = SignedMessage::from_json(&serde_json::to_vec(&v).unwrap()).unwrap();
+        prop_assert_eq!(&k1.to_json_string(with_id), &want);
+    }
+
     #[test]
     fn any_flipped_bit_fails((key, m) in message_strategy(), bit_seed in any::<u64>()) {
         let signed = m.sign(&key, &CHAIN_ID).unwrap();

@@ -12,10 +12,10 @@
 //! configured peer whose identity this node has learned (`403 unknown_peer`
 //! otherwise) and not refused for its score (`429 peer_refused`).
 
-use super::peers::{add, penalty, Peer};
+use super::peers::{add, penalty};
 use super::reconcile::{local_items, storage_of, FETCH_CHUNK, FRAME_LIMIT, MAX_ITEMS};
-use super::{Replicator, PEER_HEADER};
-use crate::admission::{admit, Source};
+use super::calling_peer;
+use crate::admission::{admit_many, Source};
 use crate::error::ApiError;
 use crate::state::NodeState;
 use axum::body::Bytes;
@@ -57,44 +57,6 @@ fn err(status: StatusCode, code: &str, msg: impl Into<String>) -> ApiError {
     ApiError::new(status, code, msg)
 }
 
-fn replicator(st: &NodeState) -> Result<&Arc<Replicator>, ApiError> {
-    super::get(st).ok_or_else(|| {
-        err(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "replication_off",
-            "replication is not running",
-        )
-    })
-}
-
-/// The calling peer, from `X-FIO-L2-Peer`.
-fn calling_peer(
-    st: &NodeState,
-    headers: &HeaderMap,
-) -> Result<(Arc<Replicator>, Arc<Peer>), ApiError> {
-    let r = replicator(st)?.clone();
-    let id = headers
-        .get(PEER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let peer = r.peer_by_node_id(id).ok_or_else(|| {
-        err(
-            StatusCode::FORBIDDEN,
-            "unknown_peer",
-            "X-FIO-L2-Peer does not name a configured peer (yet)",
-        )
-        .retry_after(1)
-    })?;
-    if peer.banned() {
-        return Err(err(
-            StatusCode::TOO_MANY_REQUESTS,
-            "peer_refused",
-            "this peer sent invalid data and is refused for a while",
-        )
-        .retry_after(60));
-    }
-    Ok((r, peer))
-}
 
 fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -154,32 +116,29 @@ async fn peer_messages(
     }
     add(&peer.counters.received, items.len() as u64);
     let source = Source::Peer(peer.url.clone());
-    let results = futures_util::future::join_all(
-        items
-            .iter()
-            .map(|raw| admit(&st, raw.get().as_bytes(), &source)),
-    )
-    .await;
-    let mut out = Vec::with_capacity(results.len());
-    for (raw, res) in items.iter().zip(results) {
-        match res {
+    let items: Vec<String> = items
+        .into_iter()
+        .map(|r| Box::<str>::from(r).into())
+        .collect();
+    let outcomes = admit_many(&st, items, &source).await;
+    let mut out = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        match o.result {
             Ok(a) => {
                 let mut b = a.body;
                 b["http_status"] = json!(a.status.as_u16());
                 out.push(b);
             }
             Err(e) => {
-                let parsed = fio_l2_protocol::SignedMessage::from_json(raw.get().as_bytes()).ok();
                 let w = penalty(&e);
                 let mut first = true;
-                if let (Some(m), false) = (&parsed, e.status.is_server_error() || w >= 10.0) {
-                    first = r.refuse(m.id());
+                if let (Some(id), false) = (o.id, e.status.is_server_error() || w >= 10.0) {
+                    first = r.refuse(id);
                 }
-                if w > 0.0 && (first || parsed.is_none()) {
-                    let id = parsed
-                        .as_ref()
-                        .map(|m| m.id_hex())
-                        .unwrap_or_else(|| "(unparsable)".into());
+                if w > 0.0 && (first || o.id.is_none()) {
+                    let id =
+                        o.id.map(hex::encode)
+                            .unwrap_or_else(|| "(unparsable)".into());
                     let reason = format!(
                         "pushed message {id} refused: {} {}: {}",
                         e.status.as_u16(),

@@ -11,7 +11,7 @@
 use super::deletion::DeletionRecord;
 use super::peers::{add, penalty, Peer};
 use super::{Replicator, PEER_HEADER};
-use crate::admission::{admit, Source};
+use crate::admission::{admit_many, Source};
 use crate::state::{now_unix, NodeState};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 use serde::Deserialize;
@@ -412,17 +412,14 @@ async fn admit_answer(
 ) -> (u64, u64) {
     let asked: std::collections::HashSet<[u8; 32]> = ids.iter().copied().collect();
     let source = Source::Peer(peer.url.clone());
-    let results = futures_util::future::join_all(
-        ans.messages
-            .iter()
-            .map(|raw| admit(state, raw.get().as_bytes(), &source)),
-    )
-    .await;
+    let items: Vec<String> = ans
+        .messages
+        .into_iter()
+        .map(|r| Box::<str>::from(r).into())
+        .collect();
     let (mut got, mut refused) = (0u64, 0u64);
-    for (raw, res) in ans.messages.iter().zip(results) {
-        let id = fio_l2_protocol::SignedMessage::from_json(raw.get().as_bytes())
-            .map(|m| m.id())
-            .ok();
+    for outcome in admit_many(state, items, &source).await {
+        let (id, res) = (outcome.id, outcome.result);
         if let Some(id) = id {
             if !asked.contains(&id) {
                 peer.penalize(
