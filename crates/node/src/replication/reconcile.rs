@@ -27,6 +27,8 @@ pub const MAX_ITEMS: usize = 1_000_000;
 pub const FRAME_LIMIT: u64 = 512 * 1024;
 /// Most ids per fetch request.
 pub const FETCH_CHUNK: usize = 1_000;
+/// Fetch requests (each downloaded, then admitted) in flight with one peer.
+const FETCH_PARALLEL: usize = 4;
 /// Largest fetch answer read, bytes.
 pub const MAX_FETCH_BYTES: usize = 64 << 20;
 
@@ -291,43 +293,57 @@ async fn sync_one(
         have_n += have.len() as u64;
         need_n += need.len() as u64;
         let need: Vec<[u8; 32]> = need.iter().map(|id| id.to_bytes()).collect();
-        // Pipelined: the next chunk downloads while the last one is admitted.
-        let mut inflight: Option<tokio::task::JoinHandle<(u64, u64)>> = None;
+        // Up to FETCH_PARALLEL chunks at once, each downloaded then
+        // admitted: downloads overlap admissions, and admissions of several
+        // chunks keep every core verifying while one waits for its commit.
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut failed = None;
         for chunk in need.chunks(FETCH_CHUNK) {
+            while tasks.len() >= FETCH_PARALLEL {
+                let done = tasks.join_next().await.expect("tasks are running");
+                match done.unwrap_or_else(|e| Err(e.to_string())) {
+                    Ok((g, x)) => {
+                        got_n += g;
+                        refused_n += x;
+                        if report {
+                            peer.update(|s| s.progress = Some((got_n, need_n)));
+                        }
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
             let (claimed, skipped) = r.claim(chunk);
             refused_n += skipped;
             if claimed.is_empty() {
                 continue;
             }
-            let ans = match download(r, state, peer, &claimed).await {
-                Ok(a) => a,
-                Err(e) => {
-                    r.release(&claimed);
-                    if let Some(h) = inflight.take() {
-                        let _ = h.await;
-                    }
-                    return Err(e);
-                }
-            };
-            if let Some(h) = inflight.take() {
-                let (g, x) = h.await.unwrap_or((0, 0));
-                got_n += g;
-                refused_n += x;
-                if report {
-                    peer.update(|s| s.progress = Some((got_n, need_n)));
-                }
-            }
             let (r2, st2, p2) = (r.clone(), state.clone(), peer.clone());
-            inflight = Some(tokio::spawn(async move {
-                let res = admit_answer(&r2, &st2, &p2, ans, &claimed).await;
+            tasks.spawn(async move {
+                let res = match download(&r2, &st2, &p2, &claimed).await {
+                    Ok(ans) => Ok(admit_answer(&r2, &st2, &p2, ans, &claimed).await),
+                    Err(e) => Err(e),
+                };
                 r2.release(&claimed);
                 res
-            }));
+            });
         }
-        if let Some(h) = inflight.take() {
-            let (g, x) = h.await.unwrap_or((0, 0));
-            got_n += g;
-            refused_n += x;
+        while let Some(done) = tasks.join_next().await {
+            match done.unwrap_or_else(|e| Err(e.to_string())) {
+                Ok((g, x)) => {
+                    got_n += g;
+                    refused_n += x;
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if report {
+            peer.update(|s| s.progress = Some((got_n, need_n)));
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let _ = &node_id;
         match next {
