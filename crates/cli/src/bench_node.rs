@@ -30,6 +30,9 @@ pub struct NodeBenchArgs {
     /// Concurrent HTTP clients for single-envelope ingest.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Concurrent HTTP clients for ingest in arrays of 100.
+    #[arg(long, default_value_t = 4)]
+    pub array_clients: usize,
 }
 
 fn progress(label: &str, done: usize, total: usize) {
@@ -279,6 +282,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     }
     let single_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
     let single_cpu = cpu_per(cpu0, cpu_split(), a.messages);
+    let single_secs = t0.elapsed().as_secs_f64();
     progress("ingest, single envelopes", a.messages, a.messages);
     let single_batches = node.state.writer.stats();
 
@@ -302,7 +306,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     let cpu0 = cpu_split();
     let t0 = Instant::now();
     let mut tasks = vec![];
-    for _ in 0..4 {
+    for _ in 0..a.array_clients {
         let (http, bs, next, url) = (
             http.clone(),
             batches.clone(),
@@ -339,6 +343,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     }
     let batch_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
     let batch_cpu = cpu_per(cpu0, cpu_split(), a.messages);
+    let batch_secs = t0.elapsed().as_secs_f64();
     let all_batches = node.state.writer.stats();
 
     // Fill the store to `fill` messages (synthetic: stored directly, not
@@ -476,7 +481,10 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     );
     println!(
         "{:<52} {:>10.0}/s {:>8.2}",
-        "ingest over HTTP, arrays of 100, 4 clients",
+        format!(
+            "ingest over HTTP, arrays of 100, {} clients",
+            a.array_clients
+        ),
         batch_rate,
         batch_rate / verify_rate
     );
@@ -503,8 +511,25 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     }
     println!(
         "{:<52} {:>12}",
-        "durable commits (single phase / both phases)",
-        format!("{} / {}", single_batches.batches, all_batches.batches)
+        "durable commits (single phase / arrays phase)",
+        format!(
+            "{} / {}",
+            single_batches.batches,
+            all_batches.batches - single_batches.batches
+        )
+    );
+    let busy = |us: u64, secs: f64| us as f64 / 1e6 / secs * 100.0;
+    println!(
+        "{:<52} {:>12}",
+        "writer busy in put_batch (single / arrays phase)",
+        format!(
+            "{:.0}% / {:.0}%",
+            busy(single_batches.busy_micros, single_secs),
+            busy(
+                all_batches.busy_micros - single_batches.busy_micros,
+                batch_secs
+            )
+        )
     );
     println!(
         "{:<52} {:>9.3} ms",

@@ -517,6 +517,22 @@ async fn run_async(a: ReplicationBenchArgs) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let catch_up = t0.elapsed();
+    let writer: serde_json::Value = c
+        .get(format!("{}/v1/info", restarted.url))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let writer = &writer["stats"]["writer"];
+    eprintln!(
+        "restarted node's writer: {} commits, largest {}, busy {:.1} s of {:.1} s",
+        writer["commits"],
+        writer["largest_commit"],
+        writer["busy_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+        catch_up.as_secs_f64()
+    );
     let mut after = 0;
     for n in &nodes {
         after += wire(&c, &n.url, &only).await.0;

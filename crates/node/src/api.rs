@@ -75,6 +75,7 @@ async fn openapi() -> Response {
 }
 
 pub fn info_value(st: &NodeState) -> Value {
+    let w = st.writer.stats();
     let l = &st.config.limits;
     let chain = st.chain.metrics();
     json!({
@@ -107,6 +108,13 @@ pub fn info_value(st: &NodeState) -> Value {
             "chain_requests": chain.requests,
             "chain_cache_hits": chain.cache_hits,
             "spam": st.spam.stats_value(),
+            "writer": {
+                "commits": w.batches,
+                "messages": w.messages,
+                "largest_commit": w.largest_batch,
+                "failed_commits": w.failed_batches,
+                "busy_ms": w.busy_micros / 1000,
+            },
         },
     })
 }

@@ -83,6 +83,9 @@ fn node_id(dir: &Path) -> Result<String, String> {
     Ok(id)
 }
 
+/// Most messages in one durable commit.
+pub const COMMIT_MAX: usize = 8_192;
+
 pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
@@ -102,7 +105,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
         }
     }
     let store = storage::open(config.store, &config.data_dir).map_err(|e| e.to_string())?;
-    let writer = GroupCommitWriter::spawn(store.clone(), config.limits.write_queue, 1024)
+    // Large commits: a commit's cost is mostly pages rewritten (the id index
+    // takes random inserts), and one commit shares a page among more inserts.
+    let writer = GroupCommitWriter::spawn(store.clone(), config.limits.write_queue, COMMIT_MAX)
         .map_err(|e| format!("cannot start the writer thread: {e}"))?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)

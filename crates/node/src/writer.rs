@@ -57,6 +57,7 @@ pub struct WriterStats {
     messages: AtomicU64,
     largest_batch: AtomicU64,
     failed_batches: AtomicU64,
+    busy_micros: AtomicU64,
 }
 
 /// A copy of [`WriterStats`] at one moment.
@@ -70,6 +71,8 @@ pub struct WriterStatsSnapshot {
     pub largest_batch: u64,
     /// Commits that returned an error.
     pub failed_batches: u64,
+    /// Wall time spent inside `put_batch` (writing and syncing), microseconds.
+    pub busy_micros: u64,
 }
 
 impl WriterStats {
@@ -79,6 +82,7 @@ impl WriterStats {
             messages: self.messages.load(Ordering::Relaxed),
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
             failed_batches: self.failed_batches.load(Ordering::Relaxed),
+            busy_micros: self.busy_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -131,7 +135,12 @@ fn run(
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.messages.fetch_add(n, Ordering::Relaxed);
         stats.largest_batch.fetch_max(n, Ordering::Relaxed);
-        match store.put_batch(&msgs) {
+        let started = std::time::Instant::now();
+        let result = store.put_batch(&msgs);
+        stats
+            .busy_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match result {
             Ok(outcomes) if outcomes.len() == replies.len() => {
                 for (r, o) in replies.drain(..).zip(outcomes) {
                     // A submitter that stopped waiting is fine: its message is stored.

@@ -14,7 +14,36 @@ pub struct PublicKey(pub(crate) secp256k1::PublicKey);
 impl PublicKey {
     /// Parse `FIO...` or `PUB_K1_...`; checks length, checksum and that the
     /// point is on the curve (the chain does not check the last; we must).
+    ///
+    /// Keys repeat (a sender's key and encrypt key, a recipient's encrypt
+    /// key), and decompressing a point (a field square root) plus base58 and
+    /// the checksum cost about a fifth of an envelope's whole check. So each
+    /// thread remembers the strings it parsed successfully, up to
+    /// `KEY_CACHE_MAX` (then it starts again): the same string always gives
+    /// the same key, so the cache changes no answer, and its memory is bounded
+    /// whatever the input.
     pub fn parse(s: &str) -> Result<Self> {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        const KEY_CACHE_MAX: usize = 4096;
+        thread_local! {
+            static PARSED: RefCell<HashMap<Box<str>, PublicKey>> = RefCell::new(HashMap::new());
+        }
+        if let Some(k) = PARSED.with(|c| c.borrow().get(s).copied()) {
+            return Ok(k);
+        }
+        let k = Self::parse_uncached(s)?;
+        PARSED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= KEY_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(s.into(), k);
+        });
+        Ok(k)
+    }
+
+    fn parse_uncached(s: &str) -> Result<Self> {
         let bad = |m: &str| Error::new(ErrorCode::BadPublicKey, format!("{m}: {}", preview(s)));
         let (body, k1_suffix) = if let Some(rest) = s.strip_prefix("PUB_K1_") {
             (rest, true)
@@ -242,6 +271,35 @@ pub(crate) fn preview(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-thread parse cache gives the uncached answer, also past its
+    /// size limit (where it starts again), and never caches a failure.
+    #[test]
+    fn parse_cache_agrees_with_parsing() {
+        let keys: Vec<PublicKey> = (0..5000)
+            .map(|i| {
+                PrivateKey::from_bytes(&sha256(&(i as u32).to_le_bytes()))
+                    .unwrap()
+                    .public_key()
+            })
+            .collect();
+        for _ in 0..2 {
+            for k in &keys {
+                let text = k.to_fio_string();
+                assert_eq!(PublicKey::parse(&text).unwrap(), *k);
+                assert_eq!(PublicKey::parse_uncached(&text).unwrap(), *k);
+                assert_eq!(PublicKey::parse(&k.to_k1_string()).unwrap(), *k);
+            }
+        }
+        let good = keys[0].to_fio_string();
+        let mut bad = good.clone().into_bytes();
+        let last = bad.len() - 1;
+        bad[last] = if bad[last] == b'2' { b'3' } else { b'2' };
+        let bad = String::from_utf8(bad).unwrap();
+        for _ in 0..2 {
+            assert!(PublicKey::parse(&bad).is_err());
+        }
+    }
 
     #[test]
     fn seed_vectors() {

@@ -12,9 +12,9 @@
 //! configured peer whose identity this node has learned (`403 unknown_peer`
 //! otherwise) and not refused for its score (`429 peer_refused`).
 
+use super::calling_peer;
 use super::peers::{add, penalty};
 use super::reconcile::{local_items, storage_of, FETCH_CHUNK, FRAME_LIMIT, MAX_ITEMS};
-use super::calling_peer;
 use crate::admission::{admit_many, Source};
 use crate::error::ApiError;
 use crate::state::NodeState;
@@ -56,7 +56,6 @@ pub fn router(state: Arc<NodeState>) -> Router {
 fn err(status: StatusCode, code: &str, msg: impl Into<String>) -> ApiError {
     ApiError::new(status, code, msg)
 }
-
 
 fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
