@@ -31,7 +31,7 @@ pub struct NodeBenchArgs {
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Concurrent HTTP clients for ingest in arrays of 100.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     pub array_clients: usize,
 }
 
