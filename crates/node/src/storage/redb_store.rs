@@ -19,6 +19,7 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use redb::{TableDefinition, WriteTransaction};
+use std::collections::HashMap;
 
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
 
@@ -222,9 +223,17 @@ impl Store for RedbStore {
             let mut ids = tx.open_table(IDS).map_err(be)?;
             let mut expiry = tx.open_table(EXPIRY).map_err(be)?;
             let mut created = tx.open_table(CREATED).map_err(be)?;
+            // Outcomes and seqs in input order; the index inserts afterwards
+            // in key order, which keeps each B-tree walk near the last one.
+            let mut fresh: Vec<(&NewMessage, u64)> = Vec::with_capacity(msgs.len());
+            let mut in_batch: HashMap<[u8; 32], u64> = HashMap::with_capacity(msgs.len());
             for m in msgs {
-                // The transaction sees its own inserts: a duplicate within the
-                // batch answers Existing like one from an earlier batch.
+                // A duplicate within the batch answers Existing like one
+                // from an earlier batch.
+                if let Some(seq) = in_batch.get(&m.id) {
+                    out.push(PutOutcome::Existing { seq: *seq });
+                    continue;
+                }
                 let known = match ids.get(&m.id).map_err(be)? {
                     Some(g) => Some(dec_id_rec(g.value())?),
                     None => None,
@@ -235,19 +244,33 @@ impl Store for RedbStore {
                     None => {
                         let seq = next;
                         next += 1;
-                        inbox
-                            .insert((m.recipient.as_str(), seq), enc_msg(m).as_slice())
-                            .map_err(be)?;
-                        ids.insert(
-                            &m.id,
-                            enc_live(seq, m.created, m.expires, &m.recipient).as_slice(),
-                        )
-                        .map_err(be)?;
-                        expiry.insert((m.expires, &m.id), ()).map_err(be)?;
-                        created.insert((m.created, &m.id), false).map_err(be)?;
+                        in_batch.insert(m.id, seq);
+                        fresh.push((m, seq));
                         out.push(PutOutcome::Inserted { seq });
                     }
                 }
+            }
+            fresh.sort_unstable_by(|a, b| (&a.0.recipient, a.1).cmp(&(&b.0.recipient, b.1)));
+            for (m, seq) in &fresh {
+                inbox
+                    .insert((m.recipient.as_str(), *seq), enc_msg(m).as_slice())
+                    .map_err(be)?;
+            }
+            fresh.sort_unstable_by_key(|(m, _)| m.id);
+            for (m, seq) in &fresh {
+                ids.insert(
+                    &m.id,
+                    enc_live(*seq, m.created, m.expires, &m.recipient).as_slice(),
+                )
+                .map_err(be)?;
+            }
+            fresh.sort_unstable_by_key(|(m, _)| (m.expires, m.id));
+            for (m, _) in &fresh {
+                expiry.insert((m.expires, &m.id), ()).map_err(be)?;
+            }
+            fresh.sort_unstable_by_key(|(m, _)| (m.created, m.id));
+            for (m, _) in &fresh {
+                created.insert((m.created, &m.id), false).map_err(be)?;
             }
             meta.insert(NEXT_SEQ, next).map_err(be)?;
         }
