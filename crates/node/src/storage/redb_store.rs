@@ -227,17 +227,22 @@ impl Store for RedbStore {
             // in key order, which keeps each B-tree walk near the last one.
             let mut fresh: Vec<(&NewMessage, u64)> = Vec::with_capacity(msgs.len());
             let mut in_batch: HashMap<[u8; 32], u64> = HashMap::with_capacity(msgs.len());
-            for m in msgs {
+            // What the store knows of each id, looked up in id order too.
+            let mut order: Vec<usize> = (0..msgs.len()).collect();
+            order.sort_unstable_by_key(|&i| msgs[i].id);
+            let mut known: Vec<Option<IdRec>> = (0..msgs.len()).map(|_| None).collect();
+            for &i in &order {
+                if let Some(g) = ids.get(&msgs[i].id).map_err(be)? {
+                    known[i] = Some(dec_id_rec(g.value())?);
+                }
+            }
+            for (m, known) in msgs.iter().zip(known) {
                 // A duplicate within the batch answers Existing like one
                 // from an earlier batch.
                 if let Some(seq) = in_batch.get(&m.id) {
                     out.push(PutOutcome::Existing { seq: *seq });
                     continue;
                 }
-                let known = match ids.get(&m.id).map_err(be)? {
-                    Some(g) => Some(dec_id_rec(g.value())?),
-                    None => None,
-                };
                 match known {
                     Some(IdRec::Live { seq, .. }) => out.push(PutOutcome::Existing { seq }),
                     Some(IdRec::Tomb { .. }) => out.push(PutOutcome::Deleted),
