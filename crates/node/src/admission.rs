@@ -45,27 +45,11 @@ fn storage_error(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// Decoded length of standard padded base64 text (already validated).
-fn decoded_len(b64: &str) -> usize {
-    let pad = b64.bytes().rev().take_while(|b| *b == b'=').count();
-    b64.len() / 4 * 3 - pad
-}
-
 /// What [`admit_many`] says about one envelope: its id when it parsed, and
 /// the answer.
 pub struct Outcome {
     pub id: Option<[u8; 32]>,
     pub result: Result<Admitted, ApiError>,
-}
-
-/// Admits one envelope; see [`admit_many`].
-pub async fn admit(
-    state: &Arc<NodeState>,
-    bytes: &[u8],
-    source: &Source,
-) -> Result<Admitted, ApiError> {
-    let mut out = admit_many(state, vec![bytes.to_vec()], source).await;
-    out.pop().expect("one outcome per envelope").result
 }
 
 /// Admits envelopes (a client's array, a peer's push or fetch answer), one
@@ -221,7 +205,7 @@ fn offline_checks(state: &NodeState, bytes: &[u8], source: &Source) -> OfflineRe
     };
     let id = Some(msg.id());
     let r = (|| {
-        if decoded_len(&msg.message().content) > limits.max_content_bytes {
+        if crate::limits::decoded_len(&msg.message().content) > limits.max_content_bytes {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "content_too_large",

@@ -478,7 +478,7 @@ pub struct Ticket {
 }
 
 /// Decoded length of standard padded base64 text (already validated).
-fn decoded_len(b64: &str) -> usize {
+pub(crate) fn decoded_len(b64: &str) -> usize {
     let pad = b64.bytes().rev().take_while(|b| *b == b'=').count();
     (b64.len() / 4 * 3).saturating_sub(pad)
 }

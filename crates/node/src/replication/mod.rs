@@ -8,7 +8,7 @@
 //!   `full_interval_secs`, a pass over the recent window every
 //!   `sync_interval_ms`; only missing ids are fetched.
 //! - **Nothing trusted**: what a peer sends is admitted by
-//!   [`crate::admission::admit`] exactly as a client's envelope; deletions need
+//!   [`crate::admission::admit_many`] exactly as a client's envelope; deletions need
 //!   a record signed by the recipient's owner key ([`deletion`]). A peer that
 //!   sends invalid data is scored down and refused for a while ([`peers`]).
 //! - **Recipient policies** ([`policy_sync`]): pushed to every peer when a
