@@ -57,7 +57,8 @@ fn err(status: StatusCode, code: &str, msg: impl Into<String>) -> ApiError {
     ApiError::new(status, code, msg)
 }
 
-fn body_error(e: BytesRejection) -> ApiError {
+/// A peer request's body could not be read: too large, or broken.
+pub(super) fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         err(
             StatusCode::PAYLOAD_TOO_LARGE,

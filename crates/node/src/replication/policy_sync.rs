@@ -19,6 +19,7 @@
 //!   fetch (`POST /v1/peer/policies/fetch`) only documents newer than the
 //!   one held here.
 
+use super::api::body_error;
 use super::peers::{add, Peer};
 use super::push::{post_retrying, Posted};
 use super::{calling_peer, Replicator, PEER_HEADER};
@@ -77,18 +78,6 @@ pub fn router(state: Arc<NodeState>) -> Router {
 
 fn err(status: StatusCode, code: &str, msg: impl Into<String>) -> ApiError {
     ApiError::new(status, code, msg)
-}
-
-fn body_error(e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        err(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "the request body is too large",
-        )
-    } else {
-        err(StatusCode::BAD_REQUEST, "bad_body", e.body_text())
-    }
 }
 
 /// Per-node policy replication state (in `Replicator::policy`).
