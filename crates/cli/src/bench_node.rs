@@ -8,7 +8,6 @@ use fio_l2_node::auth::{make_proof_headers, RequestParts};
 use fio_l2_node::config::{Limits, NodeConfig};
 use fio_l2_node::storage::NewMessage;
 use fio_l2_protocol::{PrivateKey, Signature, SignedMessage, TimePolicy};
-use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,18 +215,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     let senders = parties("s", 64);
     let recipients = parties("r", 64);
     for p in senders.iter().chain(recipients.iter()) {
-        let r = http
-            .post(format!("{base}/v1/dev/register_address"))
-            .json(&json!({"address": p.address, "owner_public_key": p.public.to_fio_string()}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!(
-                "dev register failed: {}",
-                r.text().await.unwrap_or_default()
-            ));
-        }
+        crate::bench_util::register(&http, &base, p).await?;
     }
 
     let total = a.messages * 2;

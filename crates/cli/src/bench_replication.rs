@@ -5,11 +5,12 @@
 //! many messages: time, and bytes on the wire against the missing envelopes'
 //! size. docs/BENCHMARKS.md, "Replication".
 
+use crate::bench_util::Party;
 use base64::Engine;
 use fio_l2_node::auth::{make_proof_headers, RequestParts};
 use fio_l2_protocol::cipher::{encrypt_bytes, BASE64};
-use fio_l2_protocol::{Message, PrivateKey, SignedMessage};
-use serde_json::{json, Value};
+use fio_l2_protocol::{Message, SignedMessage};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -167,11 +168,6 @@ async fn wire(c: &reqwest::Client, url: &str, only: &[String]) -> (u64, u64) {
     (bytes, rounds)
 }
 
-struct Party {
-    key: PrivateKey,
-    address: String,
-}
-
 /// `n` signed messages from senders to recipients (round robin), nonce-varied.
 fn sign_many(
     senders: &[Party],
@@ -197,9 +193,9 @@ fn sign_many(
                                 content_type: "new_funds_content".into(),
                                 sender: from.address.clone(),
                                 recipient: to.address.clone(),
-                                sender_key: from.key.public_key(),
-                                sender_encrypt_key: from.key.public_key(),
-                                recipient_encrypt_key: to.key.public_key(),
+                                sender_key: from.public,
+                                sender_encrypt_key: from.public,
+                                recipient_encrypt_key: to.public,
                                 created,
                                 expires: created + 3 * 86_400,
                                 nonce: nonce_base + i as u64,
@@ -249,10 +245,7 @@ async fn run_async(a: ReplicationBenchArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     let mk = |p: &str, n: usize| -> Vec<Party> {
         (0..n)
-            .map(|i| Party {
-                key: PrivateKey::from_seed(&format!("bench-repl-{p}-{i}")),
-                address: format!("{p}{i}@bench"),
-            })
+            .map(|i| Party::new(&format!("bench-repl-{p}-{i}"), &format!("{p}{i}@bench")))
             .collect()
     };
     // Spread over many senders and recipients, so per-sender/recipient rate
@@ -260,15 +253,7 @@ async fn run_async(a: ReplicationBenchArgs) -> Result<(), String> {
     let senders = mk("s", 100);
     let recipients = mk("r", 20);
     for p in senders.iter().chain(&recipients) {
-        let r = c
-            .post(format!("{chain_url}/v1/dev/register_address"))
-            .json(&json!({"address": p.address, "owner_public_key": p.key.public_key().to_fio_string()}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!("register {}: {}", p.address, r.status()));
-        }
+        crate::bench_util::register(&c, &chain_url, p).await?;
     }
     let content = BASE64.encode(encrypt_bytes(&[7u8; 64], &[1u8; 300], &[2u8; 16]));
 

@@ -165,23 +165,6 @@ fn make_bodies(n: usize, f: impl Fn(usize) -> Vec<u8> + Sync) -> Vec<Vec<u8>> {
     out.into_iter().map(|(_, b)| b).collect()
 }
 
-async fn register(http: &reqwest::Client, url: &str, p: &Party) -> Result<(), String> {
-    let r = http
-        .post(format!("{url}/v1/dev/register_address"))
-        .json(&json!({"address": p.address, "owner_public_key": p.public.to_fio_string()}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !r.status().is_success() {
-        return Err(format!(
-            "register {}: {}",
-            p.address,
-            r.text().await.unwrap_or_default()
-        ));
-    }
-    Ok(())
-}
-
 async fn info(http: &reqwest::Client, url: &str) -> Value {
     match http.get(format!("{url}/v1/info")).send().await {
         Ok(r) => r.json().await.unwrap_or(Value::Null),
@@ -385,13 +368,13 @@ async fn run_async(a: SpamBenchArgs) -> Result<(), String> {
         .chain(victims.iter())
         .chain(legit.iter())
     {
-        register(&http, &url, p).await?;
+        crate::bench_util::register(&http, &url, p).await?;
     }
     let owned: Vec<Party> = (0..a.owned)
         .map(|i| party(&format!("bench-owned-{i}"), &format!("o{i}@owned")))
         .collect();
     for (i, p) in owned.iter().enumerate() {
-        register(&http, &url, p).await?;
+        crate::bench_util::register(&http, &url, p).await?;
         if i % 100 == 99 {
             eprint!("\r  {} owned addresses registered", i + 1);
         }

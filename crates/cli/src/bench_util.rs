@@ -25,6 +25,25 @@ impl Party {
     }
 }
 
+/// Registers `p.address` to `p.public` on a dev chain (`/v1/dev/*` at `url`:
+/// a `fio-l2 devchain` or a `--dev` node).
+pub async fn register(http: &reqwest::Client, url: &str, p: &Party) -> Result<(), String> {
+    let r = http
+        .post(format!("{url}/v1/dev/register_address"))
+        .json(&serde_json::json!({"address": p.address, "owner_public_key": p.public.to_fio_string()}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!(
+            "register {}: {}",
+            p.address,
+            r.text().await.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
 /// Cipher text of a 200-byte plaintext: the size of a typical FIO Request.
 /// Not decryptable by anyone (fixed secret); nodes never decrypt.
 fn content() -> &'static str {
