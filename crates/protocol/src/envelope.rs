@@ -12,6 +12,7 @@ use base64::Engine;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
+use std::fmt::Write as _;
 
 pub const VERSION: u8 = 1;
 /// Largest nonce: JSON numbers must stay exact in every client (2^53 - 1).
@@ -397,8 +398,8 @@ impl SignedMessage {
                 None => std::borrow::Cow::Owned(render()),
             }
         };
-        out.push_str("{\"version\":");
-        out.push_str(&m.version.to_string());
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{{\"version\":{}", m.version);
         push_field_str(&mut out, "content_type", &m.content_type);
         push_field_str(&mut out, "sender", &m.sender);
         push_field_str(&mut out, "recipient", &m.recipient);
@@ -413,10 +414,7 @@ impl SignedMessage {
             ("expires", u64::from(m.expires)),
             ("nonce", m.nonce),
         ] {
-            out.push_str(",\"");
-            out.push_str(name);
-            out.push_str("\":");
-            out.push_str(&n.to_string());
+            let _ = write!(out, ",\"{name}\":{n}");
         }
         push_field_str(&mut out, "content", &m.content);
         let sig = text(3, &|| self.signature.to_string());

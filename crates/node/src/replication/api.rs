@@ -12,9 +12,9 @@
 //! configured peer whose identity this node has learned (`403 unknown_peer`
 //! otherwise) and not refused for its score (`429 peer_refused`).
 
-use super::calling_peer;
-use super::peers::{add, penalty};
+use super::peers::{add, penalty, Peer};
 use super::reconcile::{local_items, storage_of, FETCH_CHUNK, FRAME_LIMIT, MAX_ITEMS};
+use super::{calling_peer, Replicator};
 use crate::admission::{admit_many, Source};
 use crate::error::ApiError;
 use crate::state::NodeState;
@@ -84,6 +84,42 @@ async fn peers(State(st): State<Arc<NodeState>>) -> Json<Value> {
     }))
 }
 
+/// A peer's pushed JSON array of at most `max` `what`s. Malformed JSON
+/// scores the peer down (it never comes from an honest node); too many
+/// items is refused without a score.
+pub(super) fn peer_array(
+    r: &Replicator,
+    peer: &Peer,
+    body: &[u8],
+    max: usize,
+    what: &str,
+    context: &str,
+) -> Result<Vec<Box<serde_json::value::RawValue>>, ApiError> {
+    let items: Vec<Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(body).map_err(|e| {
+            let e = err(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("expected a JSON array of {what}: {e}"),
+            );
+            peer.penalize(
+                10.0,
+                &format!("{context}: {}", e.message),
+                r.config.ban_score,
+                r.config.ban_secs,
+            );
+            e
+        })?;
+    if items.len() > max {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("at most {max} {what} per push"),
+        ));
+    }
+    Ok(items)
+}
+
 /// `POST /v1/peer/messages`: a peer's push.
 async fn peer_messages(
     State(st): State<Arc<NodeState>>,
@@ -92,28 +128,7 @@ async fn peer_messages(
 ) -> Result<Response, ApiError> {
     let (r, peer) = calling_peer(&st, &headers)?;
     let body = body.map_err(body_error)?;
-    let items: Vec<Box<serde_json::value::RawValue>> =
-        serde_json::from_slice(&body).map_err(|e| {
-            let e = err(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                format!("expected a JSON array of envelopes: {e}"),
-            );
-            peer.penalize(
-                10.0,
-                &format!("push: {}", e.message),
-                r.config.ban_score,
-                r.config.ban_secs,
-            );
-            e
-        })?;
-    if items.len() > MAX_PUSH {
-        return Err(err(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("at most {MAX_PUSH} envelopes per push"),
-        ));
-    }
+    let items = peer_array(&r, &peer, &body, MAX_PUSH, "envelopes", "push")?;
     add(&peer.counters.received, items.len() as u64);
     let source = Source::Peer(peer.url.clone());
     let items: Vec<String> = items

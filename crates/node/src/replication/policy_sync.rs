@@ -19,7 +19,7 @@
 //!   fetch (`POST /v1/peer/policies/fetch`) only documents newer than the
 //!   one held here.
 
-use super::api::body_error;
+use super::api::{body_error, peer_array};
 use super::peers::{add, Peer};
 use super::push::{post_retrying, Posted};
 use super::{calling_peer, Replicator, PEER_HEADER};
@@ -259,27 +259,14 @@ pub async fn peer_policies(
 ) -> Result<Response, ApiError> {
     let (r, peer) = calling_peer(&st, &headers)?;
     let body = body.map_err(body_error)?;
-    let items: Vec<Box<RawValue>> = serde_json::from_slice(&body).map_err(|e| {
-        let e = err(
-            StatusCode::BAD_REQUEST,
-            "bad_json",
-            format!("expected a JSON array of policy documents: {e}"),
-        );
-        peer.penalize(
-            10.0,
-            &format!("policy push: {}", e.message),
-            r.config.ban_score,
-            r.config.ban_secs,
-        );
-        e
-    })?;
-    if items.len() > MAX_POLICY_BATCH {
-        return Err(err(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("at most {MAX_POLICY_BATCH} policies per push"),
-        ));
-    }
+    let items = peer_array(
+        &r,
+        &peer,
+        &body,
+        MAX_POLICY_BATCH,
+        "policy documents",
+        "policy push",
+    )?;
     add(&peer.counters.policies_received, items.len() as u64);
     let mut out = Vec::with_capacity(items.len());
     for raw in &items {

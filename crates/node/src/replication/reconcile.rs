@@ -301,15 +301,9 @@ async fn sync_one(
         for chunk in need.chunks(FETCH_CHUNK) {
             while tasks.len() >= FETCH_PARALLEL {
                 let done = tasks.join_next().await.expect("tasks are running");
-                match done.unwrap_or_else(|e| Err(e.to_string())) {
-                    Ok((g, x)) => {
-                        got_n += g;
-                        refused_n += x;
-                        if report {
-                            peer.update(|s| s.progress = Some((got_n, need_n)));
-                        }
-                    }
-                    Err(e) => failed = Some(e),
+                tally(done, &mut got_n, &mut refused_n, &mut failed);
+                if report {
+                    peer.update(|s| s.progress = Some((got_n, need_n)));
                 }
             }
             if failed.is_some() {
@@ -331,13 +325,7 @@ async fn sync_one(
             });
         }
         while let Some(done) = tasks.join_next().await {
-            match done.unwrap_or_else(|e| Err(e.to_string())) {
-                Ok((g, x)) => {
-                    got_n += g;
-                    refused_n += x;
-                }
-                Err(e) => failed = Some(e),
-            }
+            tally(done, &mut got_n, &mut refused_n, &mut failed);
         }
         if report {
             peer.update(|s| s.progress = Some((got_n, need_n)));
@@ -353,6 +341,23 @@ async fn sync_one(
     }
     // Refused ids are not "behind": they are never coming.
     Ok(Some((need_n.saturating_sub(refused_n), have_n, got_n)))
+}
+
+/// Adds one finished fetch-and-admit task's (obtained, refused) counts, or
+/// keeps its error.
+fn tally(
+    done: Result<Result<(u64, u64), String>, tokio::task::JoinError>,
+    got: &mut u64,
+    refused: &mut u64,
+    failed: &mut Option<String>,
+) {
+    match done.unwrap_or_else(|e| Err(e.to_string())) {
+        Ok((g, x)) => {
+            *got += g;
+            *refused += x;
+        }
+        Err(e) => *failed = Some(e),
+    }
 }
 
 async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
