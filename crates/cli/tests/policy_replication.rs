@@ -173,7 +173,6 @@ async fn policy_put_at_one_node_is_enforced_at_peers_and_repaired_after_restart(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_policies_are_checked_forgeries_scored_and_older_never_replaces_newer() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let chain = DevChainProc::start(&dir.path().join("chain"));
     let c = http();
@@ -182,32 +181,7 @@ async fn peer_policies_are_checked_forgeries_scored_and_older_never_replaces_new
     register(&c, &chain.url, &mallory).await;
     // A fake peer that answers /v1/info (same chain) and 404 otherwise.
     let fake_id = "e".repeat(32);
-    let info = json!({"node_id": fake_id, "chain_id": hex::encode(chain.chain_id)}).to_string();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake_url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
-            };
-            let info = info.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let (status, body) = if head.starts_with("GET /v1/info") {
-                    ("200 OK", info)
-                } else {
-                    ("404 Not Found", "{}".to_string())
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
+    let fake_url = spawn_fake_peer(&fake_id, &chain.chain_id).await;
     let node = Node::start_peer(
         &dir.path().join("n0"),
         free_port(),

@@ -289,37 +289,11 @@ async fn partition_heals_and_all_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forging_peer_is_refused_scored_and_logged() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let (chain, c, alice, bob) = chain_setup(dir.path()).await;
     // A fake peer that answers /v1/info (same chain) and nothing else useful.
     let fake_id = "f".repeat(32);
-    let info = json!({"node_id": fake_id, "chain_id": hex::encode(chain.chain_id)}).to_string();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake_url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
-            };
-            let info = info.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let (status, body) = if head.starts_with("GET /v1/info") {
-                    ("200 OK", info)
-                } else {
-                    ("404 Not Found", "{}".to_string())
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
+    let fake_url = spawn_fake_peer(&fake_id, &chain.chain_id).await;
     let node = Node::start_peer(
         &dir.path().join("n0"),
         free_port(),

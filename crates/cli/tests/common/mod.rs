@@ -674,3 +674,37 @@ impl Drop for CutProxy {
         }
     }
 }
+
+/// A fake peer on loopback: it answers `GET /v1/info` with `node_id` on the
+/// chain `chain_id` (so a node configured with it learns its identity) and
+/// 404 to everything else. Returns its URL.
+pub async fn spawn_fake_peer(node_id: &str, chain_id: &[u8; 32]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let info = json!({"node_id": node_id, "chain_id": hex::encode(chain_id)}).to_string();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let info = info.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let (status, body) = if head.starts_with("GET /v1/info") {
+                    ("200 OK", info)
+                } else {
+                    ("404 Not Found", "{}".to_string())
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
