@@ -228,6 +228,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
 
     // Single envelopes, `concurrency` clients.
     let next = Arc::new(AtomicUsize::new(0));
+    let writer0 = crate::bench_util::threads_sched("fio-l2-writer");
     let cpu0 = cpu_split();
     let t0 = Instant::now();
     let mut tasks = vec![];
@@ -273,6 +274,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     let single_secs = t0.elapsed().as_secs_f64();
     progress("ingest, single envelopes", a.messages, a.messages);
     let single_batches = node.state.writer.stats();
+    let single_writer = crate::bench_util::threads_sched("fio-l2-writer");
 
     // Arrays of 100, 4 clients.
     let batches: Vec<Vec<u8>> = envelopes[a.messages..]
@@ -333,6 +335,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     let batch_cpu = cpu_per(cpu0, cpu_split(), a.messages);
     let batch_secs = t0.elapsed().as_secs_f64();
     let all_batches = node.state.writer.stats();
+    let all_writer = crate::bench_util::threads_sched("fio-l2-writer");
 
     // Fill the store to `fill` messages (synthetic: stored directly, not
     // signed; the inbox path does not re-verify what the node stored).
@@ -519,6 +522,22 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
             )
         )
     );
+    let writer_row = |what: &str, f: fn((Duration, Duration)) -> Duration| {
+        let before = f(writer0).as_secs_f64();
+        let single = f(single_writer).as_secs_f64() - before;
+        let arrays = f(all_writer).as_secs_f64() - before - single;
+        println!(
+            "{:<52} {:>12}",
+            format!("writer thread {what} (single / arrays phase)"),
+            format!(
+                "{:.0}% / {:.0}%",
+                single / single_secs * 100.0,
+                arrays / batch_secs * 100.0
+            )
+        );
+    };
+    writer_row("on a core", |s| s.0);
+    writer_row("runnable, waiting for a core", |s| s.1);
     println!(
         "{:<52} {:>9.3} ms",
         "inbox page (100, newest first) p50",

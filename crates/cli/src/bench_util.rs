@@ -92,9 +92,16 @@ pub fn process_cpu() -> std::time::Duration {
 /// with `prefix` (Linux: /proc/self/task/*/comm and schedstat, nanoseconds).
 /// Threads that exited are not counted: keep the measured threads alive.
 pub fn threads_cpu(prefix: &str) -> std::time::Duration {
-    let mut ns = 0u64;
+    threads_sched(prefix).0
+}
+
+/// For the threads whose name starts with `prefix`: CPU time, and time spent
+/// runnable but waiting for a core (the first two fields of
+/// /proc/self/task/*/schedstat). Zero where /proc is missing.
+pub fn threads_sched(prefix: &str) -> (std::time::Duration, std::time::Duration) {
+    let (mut cpu, mut wait) = (0u64, 0u64);
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return std::time::Duration::ZERO;
+        return Default::default();
     };
     for t in tasks.flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
@@ -102,11 +109,12 @@ pub fn threads_cpu(prefix: &str) -> std::time::Duration {
             continue;
         }
         let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-        ns += stat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+        let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        cpu += f.next().unwrap_or(0);
+        wait += f.next().unwrap_or(0);
     }
-    std::time::Duration::from_nanos(ns)
+    (
+        std::time::Duration::from_nanos(cpu),
+        std::time::Duration::from_nanos(wait),
+    )
 }

@@ -24,6 +24,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 pub mod bench;
+mod body_log;
 pub mod redb_store;
 pub mod sqlite;
 

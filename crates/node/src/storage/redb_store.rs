@@ -1,26 +1,34 @@
-//! redb backend (pure-Rust copy-on-write B-trees).
+//! redb backend (pure-Rust copy-on-write B-trees) with message bodies in an
+//! append-only [`BodyLog`](super::body_log).
 //!
-//! Durability: every write transaction commits with `Durability::Immediate`
-//! (redb fsyncs the data and then the new root before `commit` returns).
+//! Durability: bodies are appended and `fdatasync`ed first; then the write
+//! transaction that points at them commits with `Durability::Immediate` (redb
+//! fsyncs the data and then the new root before `commit` returns). The log sync
+//! runs on a second thread while this one builds the index entries.
 //!
 //! Tables:
-//! - `inbox`: `(recipient, seq) -> record` holds the message itself, so an inbox
-//!   page is one range scan with no second lookup (the hot read path);
+//! - `inbox`: `(recipient, seq) -> record`: the message's metadata and where its
+//!   body is in the log, so an inbox page is one range scan plus one `pread` per
+//!   message (the hot read path);
 //! - `ids`: `id -> state`: where a live message is (seq, recipient) or its
 //!   tombstone; one point read answers `lookup`, `get` and the dedup check;
 //! - `expiry`: `(expires, id) -> ()` for the purge;
 //! - `created`: `(created, id) -> tombstone?` for replication ranges;
-//! - `meta`: `next_seq`.
+//! - `segments`: `segment -> (live bytes, total bytes)` of each log segment; a
+//!   segment with no live bytes is deleted by the purge, and one mostly dead is
+//!   compacted (its live records copied to the active segment);
+//! - `meta`: `next_seq`, `format`.
 //!
 //! Values are a small hand-written encoding; every decode checks lengths and
 //! returns `StoreError::Corrupt` instead of panicking.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use redb::{TableDefinition, WriteTransaction};
-use std::collections::HashMap;
+use redb::{Table, TableDefinition, WriteTransaction};
 
+use super::body_log::{BodyLog, BodyRef};
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
 
 type Id<'a> = &'a [u8; 32];
@@ -29,9 +37,23 @@ const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox")
 const IDS: TableDefinition<Id, &[u8]> = TableDefinition::new("ids");
 const EXPIRY: TableDefinition<(u32, Id), ()> = TableDefinition::new("expiry");
 const CREATED: TableDefinition<(u32, Id), bool> = TableDefinition::new("created");
+const SEGMENTS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("segments");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const NEXT_SEQ: &str = "next_seq";
+/// Layout version. 2: bodies in the log (1, never marked, kept them in `inbox`).
+const FORMAT: &str = "format";
+const FORMAT_VERSION: u64 = 2;
+
+/// A log segment is closed at this size.
+pub const SEGMENT_TARGET: u64 = 128 << 20;
+/// The purge compacts a closed segment whose live bytes fall below 1/this.
+const COMPACT_BELOW: u64 = 4;
+/// At most this many segments are compacted per purge call.
+const COMPACT_PER_PURGE: usize = 4;
+/// A read that finds its body's segment gone (compacted or purged after the
+/// index snapshot was taken) re-reads the index this many times.
+const READ_RETRIES: usize = 3;
 
 /// Purge removes at most this many ids per transaction, so a purge after a long
 /// downtime does not build one huge transaction in memory.
@@ -39,6 +61,7 @@ const PURGE_CHUNK: usize = 10_000;
 
 pub struct RedbStore {
     db: Database,
+    log: BodyLog,
 }
 
 fn be(e: impl std::fmt::Display) -> StoreError {
@@ -121,47 +144,106 @@ fn dec_id_rec(b: &[u8]) -> Result<IdRec, StoreError> {
     }
 }
 
-/// Inbox record: id(32) created(4) expires(4) sender_len(1) sender binary.
-fn enc_msg(m: &NewMessage) -> Vec<u8> {
-    let mut v = Vec::with_capacity(41 + m.sender.len() + m.binary.len());
+/// Inbox record: id(32) created(4) expires(4) seg(4) off(8) len(4)
+/// sender_len(1) sender.
+fn enc_msg(m: &NewMessage, body: &BodyRef) -> Vec<u8> {
+    let mut v = Vec::with_capacity(REC_SENDER + m.sender.len());
     v.extend_from_slice(&m.id);
     v.extend_from_slice(&m.created.to_le_bytes());
     v.extend_from_slice(&m.expires.to_le_bytes());
+    push_ref(&mut v, body);
     // check_new bounds the sender to 255 bytes, so the length fits one byte.
     v.push(m.sender.len() as u8);
     v.extend_from_slice(m.sender.as_bytes());
-    v.extend_from_slice(&m.binary);
     v
 }
 
-fn dec_msg(recipient: &str, seq: u64, b: &[u8]) -> Result<StoredEntry, StoreError> {
+const REC_REF: usize = 40;
+const REC_SENDER: usize = 57;
+
+fn push_ref(v: &mut Vec<u8>, r: &BodyRef) {
+    v.extend_from_slice(&r.seg.to_le_bytes());
+    v.extend_from_slice(&r.off.to_le_bytes());
+    v.extend_from_slice(&r.len.to_le_bytes());
+}
+
+/// The same record with its body moved (compaction).
+fn with_ref(b: &[u8], r: &BodyRef) -> Vec<u8> {
+    let mut v = Vec::with_capacity(b.len());
+    v.extend_from_slice(&b[..REC_REF]);
+    push_ref(&mut v, r);
+    v.extend_from_slice(&b[REC_SENDER - 1..]);
+    v
+}
+
+/// An inbox record decoded, body not yet read.
+struct InboxRec {
+    id: [u8; 32],
+    created: u32,
+    expires: u32,
+    body: BodyRef,
+    sender: String,
+}
+
+fn msg_ref(b: &[u8]) -> Result<BodyRef, StoreError> {
+    Ok(BodyRef {
+        seg: u32_at(b, REC_REF)?,
+        off: u64_at(b, REC_REF + 4)?,
+        len: u32_at(b, REC_REF + 12)?,
+    })
+}
+
+fn dec_msg(b: &[u8]) -> Result<InboxRec, StoreError> {
     let id: [u8; 32] = b
         .get(..32)
         .and_then(|s| s.try_into().ok())
         .ok_or_else(|| corrupt("short message record"))?;
-    let created = u32_at(b, 32)?;
-    let expires = u32_at(b, 36)?;
-    let slen = *b.get(40).ok_or_else(|| corrupt("short message record"))? as usize;
+    let slen = *b
+        .get(REC_SENDER - 1)
+        .ok_or_else(|| corrupt("short message record"))? as usize;
     let sender = b
-        .get(41..41 + slen)
-        .ok_or_else(|| corrupt("short message record"))?;
+        .get(REC_SENDER..REC_SENDER + slen)
+        .filter(|_| b.len() == REC_SENDER + slen)
+        .ok_or_else(|| corrupt("bad message record length"))?;
     let sender = std::str::from_utf8(sender)
         .map_err(|_| corrupt("sender not UTF-8"))?
         .to_owned();
-    Ok(StoredEntry {
-        seq,
+    Ok(InboxRec {
         id,
-        recipient: recipient.to_owned(),
+        created: u32_at(b, 32)?,
+        expires: u32_at(b, 36)?,
+        body: msg_ref(b)?,
         sender,
-        created,
-        expires,
-        binary: b[41 + slen..].to_vec(),
     })
 }
 
 /// The expires field of an inbox record without decoding the rest (page filter).
 fn msg_expires(b: &[u8]) -> Result<u32, StoreError> {
     u32_at(b, 36)
+}
+
+/// Changes to the `segments` counters within one transaction.
+#[derive(Default)]
+struct SegDeltas(HashMap<u32, (i64, i64)>);
+
+impl SegDeltas {
+    fn add(&mut self, r: &BodyRef) {
+        let d = self.0.entry(r.seg).or_default();
+        d.0 += r.record_len() as i64;
+        d.1 += r.record_len() as i64;
+    }
+    fn kill(&mut self, r: &BodyRef) {
+        self.0.entry(r.seg).or_default().0 -= r.record_len() as i64;
+    }
+    fn apply(self, t: &mut Table<u32, (u64, u64)>) -> Result<(), StoreError> {
+        for (seg, (live, total)) in self.0 {
+            let (l, tot) = t.get(seg).map_err(be)?.map(|g| g.value()).unwrap_or((0, 0));
+            let l = l.saturating_add_signed(live);
+            let tot = tot.saturating_add_signed(total);
+            t.insert(seg, (l, tot)).map_err(be)?;
+        }
+        Ok(())
+    }
 }
 
 /// One item of an inbox range scan.
@@ -177,18 +259,47 @@ type InboxItem<'a> = Result<
 
 impl RedbStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, SEGMENT_TARGET)
+    }
+
+    /// `segment_target`: log segment size (small in tests to exercise rolling
+    /// and compaction). Bodies live in `<path with extension "bodies">/`.
+    pub fn open_with(path: &Path, segment_target: u64) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(be)?;
         // Create every table once so read transactions never meet a missing one.
         let tx = db.begin_write().map_err(be)?;
+        let known: HashSet<u32>;
         {
-            tx.open_table(INBOX).map_err(be)?;
+            let inbox = tx.open_table(INBOX).map_err(be)?;
             tx.open_table(IDS).map_err(be)?;
             tx.open_table(EXPIRY).map_err(be)?;
             tx.open_table(CREATED).map_err(be)?;
-            tx.open_table(META).map_err(be)?;
+            let segs = tx.open_table(SEGMENTS).map_err(be)?;
+            let mut meta = tx.open_table(META).map_err(be)?;
+            let format = meta.get(FORMAT).map_err(be)?.map(|g| g.value());
+            match format {
+                Some(FORMAT_VERSION) => {}
+                None if inbox.is_empty().map_err(be)? => {
+                    meta.insert(FORMAT, FORMAT_VERSION).map_err(be)?;
+                }
+                other => {
+                    return Err(StoreError::Invalid(format!(
+                        "{} has store format {}, this build reads format {FORMAT_VERSION}; \
+                         start the node with a new --data directory (peers refill it)",
+                        path.display(),
+                        other.unwrap_or(1)
+                    )))
+                }
+            }
+            known = segs
+                .iter()
+                .map_err(be)?
+                .map(|r| r.map(|(k, _)| k.value()).map_err(be))
+                .collect::<Result<_, _>>()?;
         }
         tx.commit().map_err(be)?;
-        Ok(RedbStore { db })
+        let log = BodyLog::open(&path.with_extension("bodies"), &known, segment_target)?;
+        Ok(RedbStore { db, log })
     }
 
     fn begin_durable(&self) -> Result<WriteTransaction, StoreError> {
@@ -203,6 +314,226 @@ impl RedbStore {
         let ids = tx.open_table(IDS).map_err(be)?;
         let got = ids.get(id).map_err(be)?;
         got.map(|g| dec_id_rec(g.value())).transpose()
+    }
+
+    /// Reads the bodies of decoded inbox records. `None`: a segment vanished
+    /// (compacted or purged since the index was read); the caller re-reads.
+    fn with_bodies(
+        &self,
+        recipient: &str,
+        recs: Vec<(u64, InboxRec)>,
+    ) -> Result<Option<Vec<StoredEntry>>, StoreError> {
+        let mut out = Vec::with_capacity(recs.len());
+        for (seq, r) in recs {
+            let Some(binary) = self.log.read(&r.body, &r.id)? else {
+                return Ok(None);
+            };
+            out.push(StoredEntry {
+                seq,
+                id: r.id,
+                recipient: recipient.to_owned(),
+                sender: r.sender,
+                created: r.created,
+                expires: r.expires,
+                binary,
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// `read` until its bodies are all found (see [`READ_RETRIES`]).
+    fn retry_read<T>(
+        &self,
+        mut read: impl FnMut() -> Result<Option<T>, StoreError>,
+    ) -> Result<T, StoreError> {
+        for _ in 0..READ_RETRIES {
+            if let Some(v) = read()? {
+                return Ok(v);
+            }
+        }
+        Err(corrupt("index points into a missing body segment"))
+    }
+
+    /// One inbox page, or `None` when a body segment vanished meanwhile.
+    fn list_once(
+        &self,
+        recipient: &str,
+        lo: u64,
+        hi: u64,
+        limit: usize,
+        order: Order,
+        now: u32,
+    ) -> Result<Option<Vec<StoredEntry>>, StoreError> {
+        let mut recs = Vec::new();
+        let tx = self.db.begin_read().map_err(be)?;
+        let inbox = tx.open_table(INBOX).map_err(be)?;
+        let range = inbox.range((recipient, lo)..=(recipient, hi)).map_err(be)?;
+        let mut push = |item: InboxItem<'_>| -> Result<bool, StoreError> {
+            let (k, v) = item.map_err(be)?;
+            let (_, seq) = k.value();
+            let b = v.value();
+            if msg_expires(b)? > now {
+                recs.push((seq, dec_msg(b)?));
+            }
+            Ok(recs.len() < limit)
+        };
+        match order {
+            Order::OldestFirst => {
+                for item in range {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            }
+            Order::NewestFirst => {
+                for item in range.rev() {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            }
+        }
+        self.with_bodies(recipient, recs)
+    }
+
+    fn get_once(&self, id: &[u8; 32]) -> Result<Option<Option<StoredEntry>>, StoreError> {
+        let tx = self.db.begin_read().map_err(be)?;
+        let ids = tx.open_table(IDS).map_err(be)?;
+        let rec = match ids.get(id).map_err(be)? {
+            Some(g) => dec_id_rec(g.value())?,
+            None => return Ok(Some(None)),
+        };
+        let (seq, recipient) = match rec {
+            IdRec::Live { seq, recipient, .. } => (seq, recipient),
+            IdRec::Tomb { .. } => return Ok(Some(None)),
+        };
+        let inbox = tx.open_table(INBOX).map_err(be)?;
+        let g = inbox
+            .get((recipient.as_str(), seq))
+            .map_err(be)?
+            .ok_or_else(|| corrupt("id index points at a missing message"))?;
+        let rec = dec_msg(g.value())?;
+        Ok(self
+            .with_bodies(&recipient, vec![(seq, rec)])?
+            .map(|mut v| v.pop()))
+    }
+
+    /// Removes a live message's inbox entry, counting its body as dead.
+    fn remove_live(
+        inbox: &mut Table<(&'static str, u64), &'static [u8]>,
+        recipient: &str,
+        seq: u64,
+        segs: &mut SegDeltas,
+    ) -> Result<(), StoreError> {
+        if let Some(old) = inbox.remove((recipient, seq)).map_err(be)? {
+            segs.kill(&msg_ref(old.value())?);
+        }
+        Ok(())
+    }
+
+    /// Deletes segments with no live bytes left, then compacts a few mostly
+    /// dead ones. Never touches the active segment.
+    fn reclaim_segments(&self) -> Result<(), StoreError> {
+        let active = self.log.active_segment();
+        let (empty, sparse) = {
+            let tx = self.db.begin_read().map_err(be)?;
+            let segs = tx.open_table(SEGMENTS).map_err(be)?;
+            let (mut empty, mut sparse) = (vec![], vec![]);
+            for item in segs.iter().map_err(be)? {
+                let (k, v) = item.map_err(be)?;
+                let (seg, (live, total)) = (k.value(), v.value());
+                if seg >= active {
+                    continue;
+                }
+                if live == 0 {
+                    empty.push(seg);
+                } else if live.saturating_mul(COMPACT_BELOW) < total {
+                    sparse.push((live, seg));
+                }
+            }
+            sparse.sort_unstable();
+            (empty, sparse)
+        };
+        if !empty.is_empty() {
+            let tx = self.begin_durable()?;
+            {
+                let mut segs = tx.open_table(SEGMENTS).map_err(be)?;
+                for seg in &empty {
+                    segs.remove(*seg).map_err(be)?;
+                }
+            }
+            tx.commit().map_err(be)?;
+            for seg in empty {
+                self.log.remove(seg)?;
+            }
+        }
+        for (_, seg) in sparse.into_iter().take(COMPACT_PER_PURGE) {
+            self.compact(seg)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the live records of closed segment `seg` to the active one,
+    /// repoints their inbox entries, and deletes `seg`.
+    fn compact(&self, seg: u32) -> Result<(), StoreError> {
+        let records = self.log.scan(seg)?;
+        let tx = self.begin_durable()?;
+        {
+            let ids = tx.open_table(IDS).map_err(be)?;
+            let mut inbox = tx.open_table(INBOX).map_err(be)?;
+            // (recipient, seq, old ref, id) of each record an entry still points at.
+            let mut live = Vec::new();
+            for (rf, id) in records {
+                let Some(IdRec::Live { seq, recipient, .. }) = ids
+                    .get(&id)
+                    .map_err(be)?
+                    .map(|g| dec_id_rec(g.value()))
+                    .transpose()?
+                else {
+                    continue;
+                };
+                let points_here = match inbox.get((recipient.as_str(), seq)).map_err(be)? {
+                    Some(g) => msg_ref(g.value())? == rf,
+                    None => false,
+                };
+                if points_here {
+                    live.push((recipient, seq, rf, id));
+                }
+            }
+            let mut bodies = Vec::with_capacity(live.len());
+            for (_, _, rf, id) in &live {
+                let body = self
+                    .log
+                    .read(rf, id)?
+                    .ok_or_else(|| corrupt("segment vanished while compacting"))?;
+                bodies.push(body);
+            }
+            let records: Vec<(&[u8; 32], &[u8])> = live
+                .iter()
+                .zip(&bodies)
+                .map(|((_, _, _, id), b)| (id, b.as_slice()))
+                .collect();
+            let (refs, pending) = self.log.append(&records)?;
+            let mut deltas = SegDeltas::default();
+            for ((recipient, seq, _, _), new) in live.iter().zip(&refs) {
+                let key = (recipient.as_str(), *seq);
+                let moved = {
+                    let g = inbox
+                        .get(key)
+                        .map_err(be)?
+                        .ok_or_else(|| corrupt("inbox entry vanished while compacting"))?;
+                    with_ref(g.value(), new)
+                };
+                inbox.insert(key, moved.as_slice()).map_err(be)?;
+                deltas.add(new);
+            }
+            pending.sync()?;
+            let mut segs = tx.open_table(SEGMENTS).map_err(be)?;
+            deltas.apply(&mut segs)?;
+            segs.remove(seg).map_err(be)?;
+        }
+        tx.commit().map_err(be)?;
+        self.log.remove(seg)
     }
 }
 
@@ -223,6 +554,7 @@ impl Store for RedbStore {
             let mut ids = tx.open_table(IDS).map_err(be)?;
             let mut expiry = tx.open_table(EXPIRY).map_err(be)?;
             let mut created = tx.open_table(CREATED).map_err(be)?;
+            let mut segs = tx.open_table(SEGMENTS).map_err(be)?;
             // Outcomes and seqs in input order; the index inserts afterwards
             // in key order, which keeps each B-tree walk near the last one.
             let mut fresh: Vec<(&NewMessage, u64)> = Vec::with_capacity(msgs.len());
@@ -255,29 +587,64 @@ impl Store for RedbStore {
                     }
                 }
             }
-            fresh.sort_unstable_by(|a, b| (&a.0.recipient, a.1).cmp(&(&b.0.recipient, b.1)));
-            for (m, seq) in &fresh {
-                inbox
-                    .insert((m.recipient.as_str(), *seq), enc_msg(m).as_slice())
-                    .map_err(be)?;
+            if fresh.is_empty() {
+                // Nothing to write: no fsync either.
+                drop((meta, inbox, ids, expiry, created, segs));
+                tx.abort().map_err(be)?;
+                return Ok(out);
             }
-            fresh.sort_unstable_by_key(|(m, _)| m.id);
-            for (m, seq) in &fresh {
-                ids.insert(
-                    &m.id,
-                    enc_live(*seq, m.created, m.expires, &m.recipient).as_slice(),
-                )
-                .map_err(be)?;
-            }
-            fresh.sort_unstable_by_key(|(m, _)| (m.expires, m.id));
-            for (m, _) in &fresh {
-                expiry.insert((m.expires, &m.id), ()).map_err(be)?;
-            }
-            fresh.sort_unstable_by_key(|(m, _)| (m.created, m.id));
-            for (m, _) in &fresh {
-                created.insert((m.created, &m.id), false).map_err(be)?;
-            }
-            meta.insert(NEXT_SEQ, next).map_err(be)?;
+            let bodies: Vec<(&[u8; 32], &[u8])> = fresh
+                .iter()
+                .map(|(m, _)| (&m.id, m.binary.as_slice()))
+                .collect();
+            let (refs, pending) = self.log.append(&bodies)?;
+            let mut deltas = SegDeltas::default();
+            let mut fresh: Vec<(&NewMessage, u64, BodyRef)> = fresh
+                .into_iter()
+                .zip(refs)
+                .map(|((m, seq), r)| {
+                    deltas.add(&r);
+                    (m, seq, r)
+                })
+                .collect();
+            // The log's fdatasync overlaps the index work; both finish
+            // before the commit.
+            std::thread::scope(|scope| -> Result<(), StoreError> {
+                let synced = scope.spawn(|| pending.sync());
+                let indexed = (|| -> Result<(), StoreError> {
+                    fresh.sort_unstable_by(|a, b| {
+                        (&a.0.recipient, a.1).cmp(&(&b.0.recipient, b.1))
+                    });
+                    for (m, seq, r) in &fresh {
+                        inbox
+                            .insert((m.recipient.as_str(), *seq), enc_msg(m, r).as_slice())
+                            .map_err(be)?;
+                    }
+                    fresh.sort_unstable_by_key(|(m, _, _)| m.id);
+                    for (m, seq, _) in &fresh {
+                        ids.insert(
+                            &m.id,
+                            enc_live(*seq, m.created, m.expires, &m.recipient).as_slice(),
+                        )
+                        .map_err(be)?;
+                    }
+                    fresh.sort_unstable_by_key(|(m, _, _)| (m.expires, m.id));
+                    for (m, _, _) in &fresh {
+                        expiry.insert((m.expires, &m.id), ()).map_err(be)?;
+                    }
+                    fresh.sort_unstable_by_key(|(m, _, _)| (m.created, m.id));
+                    for (m, _, _) in &fresh {
+                        created.insert((m.created, &m.id), false).map_err(be)?;
+                    }
+                    deltas.apply(&mut segs)?;
+                    meta.insert(NEXT_SEQ, next).map_err(be)?;
+                    Ok(())
+                })();
+                let synced = synced
+                    .join()
+                    .unwrap_or_else(|_| Err(StoreError::Backend("log sync panicked".into())));
+                indexed.and(synced)
+            })?;
         }
         tx.commit().map_err(be)?;
         Ok(out)
@@ -291,22 +658,7 @@ impl Store for RedbStore {
     }
 
     fn get(&self, id: &[u8; 32]) -> Result<Option<StoredEntry>, StoreError> {
-        let tx = self.db.begin_read().map_err(be)?;
-        let ids = tx.open_table(IDS).map_err(be)?;
-        let rec = match ids.get(id).map_err(be)? {
-            Some(g) => dec_id_rec(g.value())?,
-            None => return Ok(None),
-        };
-        let (seq, recipient) = match rec {
-            IdRec::Live { seq, recipient, .. } => (seq, recipient),
-            IdRec::Tomb { .. } => return Ok(None),
-        };
-        let inbox = tx.open_table(INBOX).map_err(be)?;
-        let g = inbox
-            .get((recipient.as_str(), seq))
-            .map_err(be)?
-            .ok_or_else(|| corrupt("id index points at a missing message"))?;
-        dec_msg(&recipient, seq, g.value()).map(Some)
+        self.retry_read(|| self.get_once(id))
     }
 
     fn list_inbox(
@@ -317,50 +669,21 @@ impl Store for RedbStore {
         order: Order,
         now: u32,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        let mut out = Vec::new();
         if limit == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         let (lo, hi) = match (order, cursor) {
             (Order::OldestFirst, Some(c)) => match c.checked_add(1) {
                 Some(lo) => (lo, u64::MAX),
-                None => return Ok(out),
+                None => return Ok(Vec::new()),
             },
             (Order::NewestFirst, Some(c)) => match c.checked_sub(1) {
                 Some(hi) => (0, hi),
-                None => return Ok(out),
+                None => return Ok(Vec::new()),
             },
             (_, None) => (0, u64::MAX),
         };
-        let tx = self.db.begin_read().map_err(be)?;
-        let inbox = tx.open_table(INBOX).map_err(be)?;
-        let range = inbox.range((recipient, lo)..=(recipient, hi)).map_err(be)?;
-        let mut push = |item: InboxItem<'_>| -> Result<bool, StoreError> {
-            let (k, v) = item.map_err(be)?;
-            let (_, seq) = k.value();
-            let b = v.value();
-            if msg_expires(b)? > now {
-                out.push(dec_msg(recipient, seq, b)?);
-            }
-            Ok(out.len() < limit)
-        };
-        match order {
-            Order::OldestFirst => {
-                for item in range {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            }
-            Order::NewestFirst => {
-                for item in range.rev() {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
+        self.retry_read(|| self.list_once(recipient, lo, hi, limit, order, now))
     }
 
     fn delete(&self, recipient: &str, ids_in: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
@@ -370,6 +693,7 @@ impl Store for RedbStore {
             let mut inbox = tx.open_table(INBOX).map_err(be)?;
             let mut ids = tx.open_table(IDS).map_err(be)?;
             let mut created_t = tx.open_table(CREATED).map_err(be)?;
+            let mut deltas = SegDeltas::default();
             for id in ids_in {
                 let rec = match ids.get(id).map_err(be)? {
                     Some(g) => dec_id_rec(g.value())?,
@@ -385,7 +709,7 @@ impl Store for RedbStore {
                         expires,
                         recipient: r,
                     } if r == recipient => {
-                        inbox.remove((recipient, seq)).map_err(be)?;
+                        Self::remove_live(&mut inbox, recipient, seq, &mut deltas)?;
                         ids.insert(id, enc_tomb(created, expires).as_slice())
                             .map_err(be)?;
                         // expiry entry stays: it now expires the tombstone.
@@ -395,6 +719,7 @@ impl Store for RedbStore {
                     _ => out.push(false),
                 }
             }
+            deltas.apply(&mut tx.open_table(SEGMENTS).map_err(be)?)?;
         }
         tx.commit().map_err(be)?;
         Ok(out)
@@ -420,6 +745,7 @@ impl Store for RedbStore {
                 let mut inbox = tx.open_table(INBOX).map_err(be)?;
                 let mut ids = tx.open_table(IDS).map_err(be)?;
                 let mut created_t = tx.open_table(CREATED).map_err(be)?;
+                let mut deltas = SegDeltas::default();
                 for (e, id) in &due {
                     expiry.remove((*e, id)).map_err(be)?;
                     let rec = match ids.remove(id).map_err(be)? {
@@ -434,13 +760,14 @@ impl Store for RedbStore {
                             recipient,
                             ..
                         } => {
-                            inbox.remove((recipient.as_str(), seq)).map_err(be)?;
+                            Self::remove_live(&mut inbox, &recipient, seq, &mut deltas)?;
                             created
                         }
                         IdRec::Tomb { created, .. } => created,
                     };
                     created_t.remove((created, id)).map_err(be)?;
                 }
+                deltas.apply(&mut tx.open_table(SEGMENTS).map_err(be)?)?;
             }
             if n == 0 {
                 // Nothing changed: no need to pay for a durable commit.
@@ -453,6 +780,7 @@ impl Store for RedbStore {
                 break;
             }
         }
+        self.reclaim_segments()?;
         Ok(total)
     }
 
@@ -518,6 +846,7 @@ impl Store for RedbStore {
             let mut ids = tx.open_table(IDS).map_err(be)?;
             let mut expiry = tx.open_table(EXPIRY).map_err(be)?;
             let mut created_t = tx.open_table(CREATED).map_err(be)?;
+            let mut deltas = SegDeltas::default();
             for (id, created, expires) in items {
                 let rec = match ids.get(id).map_err(be)? {
                     Some(g) => Some(dec_id_rec(g.value())?),
@@ -534,7 +863,7 @@ impl Store for RedbStore {
                             out.push(false);
                             continue;
                         }
-                        inbox.remove((recipient, seq)).map_err(be)?;
+                        Self::remove_live(&mut inbox, recipient, seq, &mut deltas)?;
                         ids.insert(id, enc_tomb(c, e).as_slice()).map_err(be)?;
                         created_t.insert((c, id), true).map_err(be)?;
                         out.push(true);
@@ -549,6 +878,7 @@ impl Store for RedbStore {
                     }
                 }
             }
+            deltas.apply(&mut tx.open_table(SEGMENTS).map_err(be)?)?;
         }
         tx.commit().map_err(be)?;
         Ok(out)
