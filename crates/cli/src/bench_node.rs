@@ -163,7 +163,8 @@ const NODE_THREADS: &str = "l2-node";
 /// everything else in this process (the load generator, the main thread).
 fn cpu_split() -> (Duration, Duration) {
     use crate::bench_util::{process_cpu, threads_cpu};
-    let node = threads_cpu(NODE_THREADS) + threads_cpu("fio-l2-writer");
+    // The runtime's threads, the writer and the verification pool.
+    let node = threads_cpu(NODE_THREADS) + threads_cpu("fio-l2-");
     (node, process_cpu().saturating_sub(node))
 }
 
@@ -502,7 +503,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     }
     println!(
         "{:<52} {:>12}",
-        "durable commits (single phase / arrays phase)",
+        "store commits (single phase / arrays phase)",
         format!(
             "{} / {}",
             single_batches.batches,

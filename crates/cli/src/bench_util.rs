@@ -109,7 +109,9 @@ pub fn threads_sched(prefix: &str) -> (std::time::Duration, std::time::Duration)
             continue;
         }
         let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-        let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        let mut f = stat
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
         cpu += f.next().unwrap_or(0);
         wait += f.next().unwrap_or(0);
     }

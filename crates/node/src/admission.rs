@@ -114,7 +114,7 @@ enum Offline {
 
 type OfflineResult = (Option<[u8; 32]>, Result<Offline, ApiError>);
 
-/// Checks 1-4 and the spam prechecks of every item on the blocking pool,
+/// Checks 1-4 and the spam prechecks of every item on the CPU pool,
 /// in at most `max_concurrent_verifications` chunks at once.
 async fn offline_stage<B>(
     state: &Arc<NodeState>,
@@ -157,18 +157,23 @@ where
                 }
             };
             let st2 = st.clone();
-            tokio::task::spawn_blocking(move || {
-                chunk
-                    .iter()
-                    .map(|b| offline_checks(&st2, b.as_ref(), &src))
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_else(|e| {
-                refuse_all(len, || {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            st.cpu
+                .run(move || {
+                    chunk
+                        .iter()
+                        .map(|b| offline_checks(&st2, b.as_ref(), &src))
+                        .collect::<Vec<_>>()
                 })
-            })
+                .await
+                .unwrap_or_else(|_| {
+                    refuse_all(len, || {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            "admission checks failed unexpectedly",
+                        )
+                    })
+                })
         });
     }
     futures_util::future::join_all(tasks)

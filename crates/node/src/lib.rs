@@ -6,6 +6,7 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod cpu_pool;
 pub mod error;
 pub mod events;
 pub mod limits;

@@ -150,6 +150,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
         hub: Hub::new(256),
         replay: ReplayGuard::new(200_000),
         verify_slots: Semaphore::new(limits.max_concurrent_verifications),
+        cpu: crate::cpu_pool::CpuPool::start(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+            crate::cpu_pool::POOL_NICE,
+        )
+        .map_err(|e| format!("starting the verification threads: {e}"))?,
         subscription_slots: Arc::new(Semaphore::new(limits.max_subscriptions)),
         counters: Counters::default(),
         replication: Default::default(),

@@ -21,8 +21,10 @@ pub struct NodeState {
     pub chain: Arc<dyn Chain>,
     pub hub: Hub,
     pub replay: ReplayGuard,
-    /// Bounds CPU-bound signature checks running at once.
+    /// Bounds admission chunks queued for or running on `cpu`.
     pub verify_slots: Semaphore,
+    /// Admission's CPU work, at a lower priority than the writer (cpu_pool.rs).
+    pub cpu: crate::cpu_pool::CpuPool,
     /// Bounds live subscriptions.
     pub subscription_slots: Arc<Semaphore>,
     pub counters: Counters,

@@ -1,23 +1,27 @@
-//! Append-only segment files that hold message bodies for the redb backend.
+//! The message log of the redb backend: append-only segment files that hold
+//! every stored message, body and metadata, and are the store's durability
+//! point (a write-ahead log).
 //!
 //! Why: a 1 KB body inside a copy-on-write B-tree costs more to write than the
 //! four index entries together (redb copies, checksums and rewrites its pages),
-//! and the group-commit writer is the node's serial stage. Appending the bodies
-//! to a plain file is a `write` and an `fdatasync`; redb keeps only the small
-//! index entries, each pointing at `(segment, offset, length)`.
+//! and a durable redb commit rewrites every index page a batch touched. The
+//! group-commit writer is the node's serial stage, so `put_batch` appends to the
+//! log and `fdatasync`s it, then commits the index without an fsync; the index
+//! is made durable every so often (a checkpoint) and rebuilt from the log after
+//! a crash (see `redb_store`).
 //!
 //! Layout: `<dir>/<segment:08>.log`, numbered upwards. A record is
-//! `len u32 LE | crc32 u32 LE of (id, body) | id 32 bytes | body`. The id lets
-//! compaction find a record's index entry; the CRC turns a damaged record into
-//! `StoreError::Corrupt` instead of wrong bytes.
+//! `len u32 | crc32 u32 | id 32 | seq u64 | created u32 | expires u32 |
+//! recipient_len u8 | sender_len u8 | recipient | sender | body` (integers little
+//! endian; `len` is the whole record, the CRC covers everything after itself).
+//! The CRC turns a damaged record into `StoreError::Corrupt` instead of wrong
+//! bytes, and marks where a torn tail begins.
 //!
 //! Rules that keep it crash-safe (the caller, `redb_store`, follows them):
-//! - bodies are appended and synced *before* the redb transaction that points
-//!   at them commits, so a committed pointer always finds synced bytes;
-//! - a segment the index does not know (no row in redb's `segments` table) is
-//!   an orphan of a crash before that commit and is deleted at open;
+//! - records are appended and synced *before* the redb transaction that points
+//!   at them commits, so an index entry always finds synced bytes;
 //! - each open starts a new segment, so no run appends after a torn tail;
-//! - a segment file is deleted only after the commit that drops its last
+//! - a segment file is deleted only after a durable commit dropped its last
 //!   pointer; a reader that still held an old pointer finds the segment
 //!   missing and re-reads the index.
 
@@ -30,28 +34,52 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::StoreError;
 
-/// Record header: length, CRC, id.
-pub const HEADER: u64 = 4 + 4 + 32;
+/// Fixed part of a record: len, crc, id, seq, created, expires, two lengths.
+const FIXED: usize = 4 + 4 + 32 + 8 + 4 + 4 + 1 + 1;
 
-/// Largest body the log holds. Far above any message the node accepts; it
+/// One message as the log holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord<'a> {
+    pub id: &'a [u8; 32],
+    pub seq: u64,
+    pub created: u32,
+    pub expires: u32,
+    pub recipient: &'a str,
+    pub sender: &'a str,
+    pub body: &'a [u8],
+}
+
+/// A record read back by [`BodyLog::scan`] (without its body).
+#[derive(Clone, Debug)]
+pub struct ScannedRecord {
+    pub at: BodyRef,
+    pub id: [u8; 32],
+    pub seq: u64,
+    pub created: u32,
+    pub expires: u32,
+    pub recipient: String,
+    pub sender: String,
+}
+
+/// A position in the log: everything before `(seg, off)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogPos {
+    pub seg: u32,
+    pub off: u64,
+}
+
+/// Largest record the log holds. Far above any message the node accepts; it
 /// bounds what a damaged length field can make a reader allocate.
-pub const MAX_BODY: u32 = 16 << 20;
+const MAX_RECORD: u32 = 16 << 20;
 
-/// Where a body lives.
+/// Where a record lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyRef {
     pub seg: u32,
-    /// Offset of the record (its header) in the segment.
+    /// Offset of the record in the segment.
     pub off: u64,
-    /// Body length (without the header).
+    /// Length of the whole record.
     pub len: u32,
-}
-
-impl BodyRef {
-    /// Bytes the record takes in its segment.
-    pub fn record_len(&self) -> u64 {
-        HEADER + u64::from(self.len)
-    }
 }
 
 struct Active {
@@ -98,18 +126,81 @@ fn corrupt(what: String) -> StoreError {
     StoreError::Corrupt(format!("body log: {what}"))
 }
 
-fn crc(id: &[u8; 32], body: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(id);
-    h.update(body);
-    h.finalize()
+fn encode(r: &LogRecord<'_>, buf: &mut Vec<u8>) -> Result<u32, StoreError> {
+    let len = FIXED + r.recipient.len() + r.sender.len() + r.body.len();
+    let len = u32::try_from(len)
+        .ok()
+        .filter(|l| *l <= MAX_RECORD)
+        .ok_or_else(|| StoreError::Invalid("message record longer than 16 MiB".into()))?;
+    let short = |s: &str| {
+        u8::try_from(s.len())
+            .map_err(|_| StoreError::Invalid("address longer than 255 bytes".into()))
+    };
+    let start = buf.len();
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(r.id);
+    buf.extend_from_slice(&r.seq.to_le_bytes());
+    buf.extend_from_slice(&r.created.to_le_bytes());
+    buf.extend_from_slice(&r.expires.to_le_bytes());
+    buf.push(short(r.recipient)?);
+    buf.push(short(r.sender)?);
+    buf.extend_from_slice(r.recipient.as_bytes());
+    buf.extend_from_slice(r.sender.as_bytes());
+    buf.extend_from_slice(r.body);
+    let crc = crc32fast::hash(&buf[start + 8..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(len)
+}
+
+/// A whole record checked and split: (fields, body offset within `rec`).
+fn decode(rec: &[u8], at: BodyRef) -> Result<(ScannedRecord, usize), String> {
+    if rec.len() < FIXED {
+        return Err("record shorter than its header".into());
+    }
+    let u32_at = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
+    if u32_at(0) as usize != rec.len() {
+        return Err(format!("length {}, expected {}", u32_at(0), rec.len()));
+    }
+    if crc32fast::hash(&rec[8..]) != u32_at(4) {
+        return Err("checksum mismatch".into());
+    }
+    let (rlen, slen) = (rec[56] as usize, rec[57] as usize);
+    let body = FIXED + rlen + slen;
+    if body > rec.len() {
+        return Err("address lengths overrun the record".into());
+    }
+    let text = |r: std::ops::Range<usize>| {
+        std::str::from_utf8(&rec[r])
+            .map(str::to_owned)
+            .map_err(|_| "address not UTF-8".to_string())
+    };
+    Ok((
+        ScannedRecord {
+            at,
+            id: rec[8..40].try_into().expect("32 bytes"),
+            seq: u64::from_le_bytes(rec[40..48].try_into().expect("8 bytes")),
+            created: u32_at(48),
+            expires: u32_at(52),
+            recipient: text(FIXED..FIXED + rlen)?,
+            sender: text(FIXED + rlen..body)?,
+        },
+        body,
+    ))
 }
 
 impl BodyLog {
-    /// Opens the log in `dir`, keeping exactly the segments in `known` (the
-    /// index's list) and deleting any other `*.log` file as a crash orphan.
-    /// A known segment whose file is missing is an error: its bodies are lost.
-    pub fn open(dir: &Path, known: &HashSet<u32>, target: u64) -> Result<Self, StoreError> {
+    /// Opens the log in `dir`. Keeps the segments in `known` (the durable
+    /// index's list) and every segment from `replay_from` on (records the
+    /// index may not have made durable yet); deletes any other `*.log` file,
+    /// whose last pointer a durable commit dropped. A known segment whose file
+    /// is missing is an error: its messages are lost.
+    pub fn open(
+        dir: &Path,
+        known: &HashSet<u32>,
+        replay_from: u32,
+        target: u64,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let mut files = HashMap::new();
         let mut highest = known.iter().copied().max().unwrap_or(0);
@@ -124,7 +215,7 @@ impl BodyLog {
                 continue;
             };
             highest = highest.max(seg);
-            if known.contains(&seg) {
+            if known.contains(&seg) || seg >= replay_from {
                 files.insert(seg, Arc::new(File::open(entry.path())?));
             } else {
                 std::fs::remove_file(entry.path())?;
@@ -157,10 +248,35 @@ impl BodyLog {
         self.active.lock().expect("body log lock").seg
     }
 
-    /// Appends the records in order and returns where each went; nothing is
-    /// durable until the returned `Pending` is synced. Rolls to a new segment
-    /// when the active one reaches the target size.
-    pub fn append(&self, records: &[(&[u8; 32], &[u8])]) -> Result<(Vec<BodyRef>, Pending), StoreError> {
+    /// The end of the log: where the next record goes.
+    pub fn end(&self) -> LogPos {
+        let a = self.active.lock().expect("body log lock");
+        LogPos {
+            seg: a.seg,
+            off: a.len,
+        }
+    }
+
+    /// Segments on disk, in order.
+    pub fn segments(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .files
+            .read()
+            .expect("body log lock")
+            .keys()
+            .copied()
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Appends the records in order and returns where each went and the log's
+    /// new end; nothing is durable until the returned `Pending` is synced.
+    /// Rolls to a new segment when the active one reaches the target size.
+    pub fn append(
+        &self,
+        records: &[LogRecord<'_>],
+    ) -> Result<(Vec<BodyRef>, Pending, LogPos), StoreError> {
         let mut active = self.active.lock().expect("body log lock");
         let mut refs = Vec::with_capacity(records.len());
         let mut pending = Pending {
@@ -199,20 +315,13 @@ impl BodyLog {
             let start = active.len;
             while i < records.len() && (buf.is_empty() || start + (buf.len() as u64) < self.target)
             {
-                let (id, body) = records[i];
-                let len = u32::try_from(body.len())
-                    .ok()
-                    .filter(|l| *l <= MAX_BODY)
-                    .ok_or_else(|| StoreError::Invalid("body longer than 16 MiB".into()))?;
+                let off = start + buf.len() as u64;
+                let len = encode(&records[i], &mut buf)?;
                 refs.push(BodyRef {
                     seg: active.seg,
-                    off: start + buf.len() as u64,
+                    off,
                     len,
                 });
-                buf.extend_from_slice(&len.to_le_bytes());
-                buf.extend_from_slice(&crc(id, body).to_le_bytes());
-                buf.extend_from_slice(id);
-                buf.extend_from_slice(body);
                 i += 1;
             }
             let file = active.file.clone().expect("opened above");
@@ -226,55 +335,72 @@ impl BodyLog {
             active.len += buf.len() as u64;
             pending.files.push(file);
         }
-        Ok((refs, pending))
+        let end = LogPos {
+            seg: active.seg,
+            off: active.len,
+        };
+        Ok((refs, pending, end))
     }
 
-    /// Reads one body and checks it. `Ok(None)`: the segment is gone (deleted
-    /// after the caller's index snapshot was taken); re-read the index.
+    /// Reads one record's body and checks the record. `Ok(None)`: the segment
+    /// is gone (deleted after the caller's index snapshot was taken); re-read
+    /// the index.
     pub fn read(&self, r: &BodyRef, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(file) = self.files.read().expect("body log lock").get(&r.seg).cloned() else {
+        let Some(file) = self
+            .files
+            .read()
+            .expect("body log lock")
+            .get(&r.seg)
+            .cloned()
+        else {
             return Ok(None);
         };
-        if r.len > MAX_BODY {
-            return Err(corrupt(format!("index claims a body of {} bytes", r.len)));
+        let at = |what: String| corrupt(format!("segment {} offset {}: {what}", r.seg, r.off));
+        if r.len > MAX_RECORD {
+            return Err(at(format!("index claims a record of {} bytes", r.len)));
         }
-        let mut rec = vec![0u8; r.record_len() as usize];
-        file.read_exact_at(&mut rec, r.off).map_err(|e| {
-            corrupt(format!("segment {} offset {}: {e}", r.seg, r.off))
-        })?;
-        let body = check_record(&rec, r.len, id)
-            .map_err(|what| corrupt(format!("segment {} offset {}: {what}", r.seg, r.off)))?;
-        rec.drain(..HEADER as usize);
-        debug_assert_eq!(body, rec.len());
+        let mut rec = vec![0u8; r.len as usize];
+        file.read_exact_at(&mut rec, r.off)
+            .map_err(|e| at(e.to_string()))?;
+        let (fields, body) = decode(&rec, *r).map_err(at)?;
+        if &fields.id != id {
+            return Err(at("record holds another id".into()));
+        }
+        rec.drain(..body);
         Ok(Some(rec))
     }
 
-    /// Every record of a closed segment, in order: `(ref, id)`. Stops at the
-    /// first record that does not check (a torn tail after a crash). Reads the
-    /// segment once, holding one body at a time.
-    pub fn scan(&self, seg: u32) -> Result<Vec<(BodyRef, [u8; 32])>, StoreError> {
-        let mut r = BufReader::new(File::open(seg_path(&self.dir, seg))?);
+    /// The records of segment `seg` from offset `from`, in order, without
+    /// bodies. Stops at the first record that does not check: a torn tail
+    /// after a crash (only the last segment a run wrote can have one).
+    pub fn scan(&self, seg: u32, from: u64) -> Result<Vec<ScannedRecord>, StoreError> {
+        let mut f = File::open(seg_path(&self.dir, seg))?;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(from))?;
+        let mut r = BufReader::new(f);
         let mut out = Vec::new();
-        let mut off = 0u64;
-        let mut body = Vec::new();
+        let mut off = from;
+        let mut rec = Vec::new();
         loop {
-            let mut head = [0u8; HEADER as usize];
-            if r.read_exact(&mut head).is_err() {
+            let mut len = [0u8; 4];
+            if r.read_exact(&mut len).is_err() {
                 break;
             }
-            let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
-            let want = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
-            let id: [u8; 32] = head[8..].try_into().expect("32 bytes");
-            if len > MAX_BODY {
+            let len = u32::from_le_bytes(len);
+            if (len as usize) < FIXED || len > MAX_RECORD {
                 break;
             }
-            body.resize(len as usize, 0);
-            if r.read_exact(&mut body).is_err() || crc(&id, &body) != want {
+            rec.clear();
+            rec.extend_from_slice(&len.to_le_bytes());
+            rec.resize(len as usize, 0);
+            if r.read_exact(&mut rec[4..]).is_err() {
                 break;
             }
-            let rf = BodyRef { seg, off, len };
-            off += rf.record_len();
-            out.push((rf, id));
+            let at = BodyRef { seg, off, len };
+            let Ok((fields, _)) = decode(&rec, at) else {
+                break;
+            };
+            off += u64::from(len);
+            out.push(fields);
         }
         Ok(out)
     }
@@ -287,21 +413,4 @@ impl BodyLog {
             _ => Ok(()),
         }
     }
-}
-
-/// Checks a whole record read at a ref; returns the body length.
-fn check_record(rec: &[u8], len: u32, id: &[u8; 32]) -> Result<usize, String> {
-    let h = HEADER as usize;
-    let got_len = u32::from_le_bytes(rec[..4].try_into().expect("4 bytes"));
-    if got_len != len {
-        return Err(format!("length {got_len}, index says {len}"));
-    }
-    if &rec[8..h] != id {
-        return Err("record holds another id".into());
-    }
-    let want = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes"));
-    if crc(id, &rec[h..]) != want {
-        return Err("checksum mismatch".into());
-    }
-    Ok(rec.len() - h)
 }

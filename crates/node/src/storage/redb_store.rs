@@ -1,10 +1,17 @@
-//! redb backend (pure-Rust copy-on-write B-trees) with message bodies in an
-//! append-only [`BodyLog`](super::body_log).
+//! redb backend: an append-only message log ([`BodyLog`](super::body_log))
+//! that is the durability point, and redb (pure-Rust copy-on-write B-trees) as
+//! the index over it.
 //!
-//! Durability: bodies are appended and `fdatasync`ed first; then the write
-//! transaction that points at them commits with `Durability::Immediate` (redb
-//! fsyncs the data and then the new root before `commit` returns). The log sync
-//! runs on a second thread while this one builds the index entries.
+//! Durability: `put_batch` appends every new message (metadata and body) to
+//! the log and `fdatasync`s it (on a second thread, while this one builds the
+//! index entries), then commits the index with `Durability::None`: no fsync,
+//! and redb rewrites the touched index pages once per checkpoint instead of
+//! once per batch. A checkpoint is a `Durability::Immediate` commit; it records
+//! the log position the durable index covers (`meta.ckpt_seg`/`ckpt_off`). It
+//! happens every [`CHECKPOINT_MESSAGES`] messages or [`CHECKPOINT_SECS`]
+//! seconds, at every delete, purge and compaction (those commit durably), and
+//! when the store is dropped. Opening replays the log after the checkpoint
+//! into the index, so a message `put_batch` answered for survives a crash.
 //!
 //! Tables:
 //! - `inbox`: `(recipient, seq) -> record`: the message's metadata and where its
@@ -28,7 +35,10 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use redb::{Table, TableDefinition, WriteTransaction};
 
-use super::body_log::{BodyLog, BodyRef};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::body_log::{BodyLog, BodyRef, LogPos, LogRecord};
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
 
 type Id<'a> = &'a [u8; 32];
@@ -44,6 +54,15 @@ const NEXT_SEQ: &str = "next_seq";
 /// Layout version. 2: bodies in the log (1, never marked, kept them in `inbox`).
 const FORMAT: &str = "format";
 const FORMAT_VERSION: u64 = 2;
+/// The log position the durable index covers (see the module docs).
+const CKPT_SEG: &str = "ckpt_seg";
+const CKPT_OFF: &str = "ckpt_off";
+
+/// A checkpoint after this many messages committed without one: bounds the
+/// replay after a crash (about a second of work per 50k messages).
+pub const CHECKPOINT_MESSAGES: usize = 50_000;
+/// ... or when the oldest such message is this old.
+pub const CHECKPOINT_SECS: u64 = 10;
 
 /// A log segment is closed at this size.
 pub const SEGMENT_TARGET: u64 = 128 << 20;
@@ -62,6 +81,14 @@ const PURGE_CHUNK: usize = 10_000;
 pub struct RedbStore {
     db: Database,
     log: BodyLog,
+    checkpoint: Mutex<Checkpoint>,
+    checkpoint_messages: usize,
+}
+
+/// Messages committed since the last durable commit.
+struct Checkpoint {
+    pending: usize,
+    oldest: Option<Instant>,
 }
 
 fn be(e: impl std::fmt::Display) -> StoreError {
@@ -146,16 +173,27 @@ fn dec_id_rec(b: &[u8]) -> Result<IdRec, StoreError> {
 
 /// Inbox record: id(32) created(4) expires(4) seg(4) off(8) len(4)
 /// sender_len(1) sender.
-fn enc_msg(m: &NewMessage, body: &BodyRef) -> Vec<u8> {
+fn enc_msg(m: &Fresh<'_>) -> Vec<u8> {
     let mut v = Vec::with_capacity(REC_SENDER + m.sender.len());
-    v.extend_from_slice(&m.id);
+    v.extend_from_slice(m.id);
     v.extend_from_slice(&m.created.to_le_bytes());
     v.extend_from_slice(&m.expires.to_le_bytes());
-    push_ref(&mut v, body);
+    push_ref(&mut v, &m.at);
     // check_new bounds the sender to 255 bytes, so the length fits one byte.
     v.push(m.sender.len() as u8);
     v.extend_from_slice(m.sender.as_bytes());
     v
+}
+
+/// A message to index: new in `put_batch`, or replayed from the log.
+struct Fresh<'a> {
+    id: &'a [u8; 32],
+    seq: u64,
+    created: u32,
+    expires: u32,
+    recipient: &'a str,
+    sender: &'a str,
+    at: BodyRef,
 }
 
 const REC_REF: usize = 40;
@@ -229,11 +267,11 @@ struct SegDeltas(HashMap<u32, (i64, i64)>);
 impl SegDeltas {
     fn add(&mut self, r: &BodyRef) {
         let d = self.0.entry(r.seg).or_default();
-        d.0 += r.record_len() as i64;
-        d.1 += r.record_len() as i64;
+        d.0 += i64::from(r.len);
+        d.1 += i64::from(r.len);
     }
     fn kill(&mut self, r: &BodyRef) {
-        self.0.entry(r.seg).or_default().0 -= r.record_len() as i64;
+        self.0.entry(r.seg).or_default().0 -= i64::from(r.len);
     }
     fn apply(self, t: &mut Table<u32, (u64, u64)>) -> Result<(), StoreError> {
         for (seg, (live, total)) in self.0 {
@@ -259,16 +297,22 @@ type InboxItem<'a> = Result<
 
 impl RedbStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, SEGMENT_TARGET)
+        Self::open_with(path, SEGMENT_TARGET, CHECKPOINT_MESSAGES)
     }
 
-    /// `segment_target`: log segment size (small in tests to exercise rolling
-    /// and compaction). Bodies live in `<path with extension "bodies">/`.
-    pub fn open_with(path: &Path, segment_target: u64) -> Result<Self, StoreError> {
+    /// `segment_target`: log segment size; `checkpoint_messages`: see
+    /// [`CHECKPOINT_MESSAGES`] (both small in tests). The log lives in
+    /// `<path with extension "bodies">/`.
+    pub fn open_with(
+        path: &Path,
+        segment_target: u64,
+        checkpoint_messages: usize,
+    ) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(be)?;
         // Create every table once so read transactions never meet a missing one.
         let tx = db.begin_write().map_err(be)?;
         let known: HashSet<u32>;
+        let ckpt: LogPos;
         {
             let inbox = tx.open_table(INBOX).map_err(be)?;
             tx.open_table(IDS).map_err(be)?;
@@ -291,6 +335,13 @@ impl RedbStore {
                     )))
                 }
             }
+            let get = |k: &str| -> Result<u64, StoreError> {
+                Ok(meta.get(k).map_err(be)?.map(|g| g.value()).unwrap_or(0))
+            };
+            ckpt = LogPos {
+                seg: u32::try_from(get(CKPT_SEG)?).map_err(|_| corrupt("bad checkpoint"))?,
+                off: get(CKPT_OFF)?,
+            };
             known = segs
                 .iter()
                 .map_err(be)?
@@ -298,8 +349,116 @@ impl RedbStore {
                 .collect::<Result<_, _>>()?;
         }
         tx.commit().map_err(be)?;
-        let log = BodyLog::open(&path.with_extension("bodies"), &known, segment_target)?;
-        Ok(RedbStore { db, log })
+        let log = BodyLog::open(
+            &path.with_extension("bodies"),
+            &known,
+            ckpt.seg,
+            segment_target,
+        )?;
+        let store = RedbStore {
+            db,
+            log,
+            checkpoint: Mutex::new(Checkpoint {
+                pending: 0,
+                oldest: None,
+            }),
+            checkpoint_messages,
+        };
+        store.replay(ckpt)?;
+        Ok(store)
+    }
+
+    /// Indexes the log records after `from` (the durable checkpoint) that the
+    /// index does not have, then checkpoints.
+    fn replay(&self, from: LogPos) -> Result<(), StoreError> {
+        for seg in self.log.segments() {
+            if seg < from.seg {
+                continue;
+            }
+            let start = if seg == from.seg { from.off } else { 0 };
+            let records = self.log.scan(seg, start)?;
+            for chunk in records.chunks(PURGE_CHUNK) {
+                // Not durable: the checkpoint below is.
+                let mut tx = self.db.begin_write().map_err(be)?;
+                tx.set_durability(Durability::None).map_err(be)?;
+                {
+                    let mut t = IndexTables::open(&tx)?;
+                    let mut fresh = Vec::with_capacity(chunk.len());
+                    let mut next = t.next_seq()?;
+                    for r in chunk {
+                        // A copy made by a compaction that did not commit, or a
+                        // record the index already made durable: skip.
+                        if t.ids.get(&r.id).map_err(be)?.is_some() {
+                            continue;
+                        }
+                        next = next.max(r.seq + 1);
+                        fresh.push(Fresh {
+                            id: &r.id,
+                            seq: r.seq,
+                            created: r.created,
+                            expires: r.expires,
+                            recipient: &r.recipient,
+                            sender: &r.sender,
+                            at: r.at,
+                        });
+                    }
+                    t.index(&mut fresh, next, self.log.end())?;
+                }
+                tx.commit().map_err(be)?;
+            }
+        }
+        self.checkpoint_now()?;
+        // Segments of the replay range that no index entry points into (an
+        // append whose batch never committed, a torn tail): gone for good.
+        let keep: HashSet<u32> = {
+            let tx = self.db.begin_read().map_err(be)?;
+            let segs = tx.open_table(SEGMENTS).map_err(be)?;
+            let keys = segs
+                .iter()
+                .map_err(be)?
+                .map(|r| r.map(|(k, _)| k.value()).map_err(be))
+                .collect::<Result<_, _>>()?;
+            keys
+        };
+        for seg in self.log.segments() {
+            if seg >= from.seg && !keep.contains(&seg) {
+                self.log.remove(seg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A durable commit of everything committed so far, recording the log end
+    /// it covers.
+    fn checkpoint_now(&self) -> Result<(), StoreError> {
+        let tx = self.begin_durable()?;
+        {
+            let mut meta = tx.open_table(META).map_err(be)?;
+            set_ckpt(&mut meta, self.log.end())?;
+        }
+        self.commit_durable(tx)
+    }
+
+    /// Commits `tx` (begun with `begin_durable`); nothing is pending after it.
+    fn commit_durable(&self, tx: WriteTransaction) -> Result<(), StoreError> {
+        tx.commit().map_err(be)?;
+        self.durable_done();
+        Ok(())
+    }
+
+    /// Called after every durable commit: nothing is pending any more.
+    fn durable_done(&self) {
+        let mut c = self.checkpoint.lock().expect("checkpoint lock");
+        c.pending = 0;
+        c.oldest = None;
+    }
+
+    /// Whether a `put_batch` of `n` messages should commit durably.
+    fn checkpoint_due(&self, n: usize) -> bool {
+        let mut c = self.checkpoint.lock().expect("checkpoint lock");
+        c.pending += n;
+        let oldest = *c.oldest.get_or_insert_with(Instant::now);
+        c.pending >= self.checkpoint_messages || oldest.elapsed().as_secs() >= CHECKPOINT_SECS
     }
 
     fn begin_durable(&self) -> Result<WriteTransaction, StoreError> {
@@ -462,7 +621,7 @@ impl RedbStore {
                     segs.remove(*seg).map_err(be)?;
                 }
             }
-            tx.commit().map_err(be)?;
+            self.commit_durable(tx)?;
             for seg in empty {
                 self.log.remove(seg)?;
             }
@@ -476,16 +635,16 @@ impl RedbStore {
     /// Copies the live records of closed segment `seg` to the active one,
     /// repoints their inbox entries, and deletes `seg`.
     fn compact(&self, seg: u32) -> Result<(), StoreError> {
-        let records = self.log.scan(seg)?;
+        let records = self.log.scan(seg, 0)?;
         let tx = self.begin_durable()?;
         {
             let ids = tx.open_table(IDS).map_err(be)?;
             let mut inbox = tx.open_table(INBOX).map_err(be)?;
-            // (recipient, seq, old ref, id) of each record an entry still points at.
+            // The records an inbox entry still points at.
             let mut live = Vec::new();
-            for (rf, id) in records {
+            for r in records {
                 let Some(IdRec::Live { seq, recipient, .. }) = ids
-                    .get(&id)
+                    .get(&r.id)
                     .map_err(be)?
                     .map(|g| dec_id_rec(g.value()))
                     .transpose()?
@@ -493,30 +652,38 @@ impl RedbStore {
                     continue;
                 };
                 let points_here = match inbox.get((recipient.as_str(), seq)).map_err(be)? {
-                    Some(g) => msg_ref(g.value())? == rf,
+                    Some(g) => msg_ref(g.value())? == r.at,
                     None => false,
                 };
                 if points_here {
-                    live.push((recipient, seq, rf, id));
+                    live.push(r);
                 }
             }
             let mut bodies = Vec::with_capacity(live.len());
-            for (_, _, rf, id) in &live {
+            for r in &live {
                 let body = self
                     .log
-                    .read(rf, id)?
+                    .read(&r.at, &r.id)?
                     .ok_or_else(|| corrupt("segment vanished while compacting"))?;
                 bodies.push(body);
             }
-            let records: Vec<(&[u8; 32], &[u8])> = live
+            let records: Vec<LogRecord<'_>> = live
                 .iter()
                 .zip(&bodies)
-                .map(|((_, _, _, id), b)| (id, b.as_slice()))
+                .map(|(r, b)| LogRecord {
+                    id: &r.id,
+                    seq: r.seq,
+                    created: r.created,
+                    expires: r.expires,
+                    recipient: &r.recipient,
+                    sender: &r.sender,
+                    body: b,
+                })
                 .collect();
-            let (refs, pending) = self.log.append(&records)?;
+            let (refs, pending, end) = self.log.append(&records)?;
             let mut deltas = SegDeltas::default();
-            for ((recipient, seq, _, _), new) in live.iter().zip(&refs) {
-                let key = (recipient.as_str(), *seq);
+            for (r, new) in live.iter().zip(&refs) {
+                let key = (r.recipient.as_str(), r.seq);
                 let moved = {
                     let g = inbox
                         .get(key)
@@ -531,9 +698,97 @@ impl RedbStore {
             let mut segs = tx.open_table(SEGMENTS).map_err(be)?;
             deltas.apply(&mut segs)?;
             segs.remove(seg).map_err(be)?;
+            set_ckpt(&mut tx.open_table(META).map_err(be)?, end)?;
         }
-        tx.commit().map_err(be)?;
+        self.commit_durable(tx)?;
         self.log.remove(seg)
+    }
+}
+
+/// Records the log position a commit's index covers.
+fn set_ckpt(meta: &mut Table<&'static str, u64>, end: LogPos) -> Result<(), StoreError> {
+    meta.insert(CKPT_SEG, u64::from(end.seg)).map_err(be)?;
+    meta.insert(CKPT_OFF, end.off).map_err(be)?;
+    Ok(())
+}
+
+/// The tables a batch of new messages is indexed into.
+struct IndexTables<'t> {
+    meta: Table<'t, &'static str, u64>,
+    inbox: Table<'t, (&'static str, u64), &'static [u8]>,
+    ids: Table<'t, Id<'static>, &'static [u8]>,
+    expiry: Table<'t, (u32, Id<'static>), ()>,
+    created: Table<'t, (u32, Id<'static>), bool>,
+    segs: Table<'t, u32, (u64, u64)>,
+}
+
+impl<'t> IndexTables<'t> {
+    fn open(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(IndexTables {
+            meta: tx.open_table(META).map_err(be)?,
+            inbox: tx.open_table(INBOX).map_err(be)?,
+            ids: tx.open_table(IDS).map_err(be)?,
+            expiry: tx.open_table(EXPIRY).map_err(be)?,
+            created: tx.open_table(CREATED).map_err(be)?,
+            segs: tx.open_table(SEGMENTS).map_err(be)?,
+        })
+    }
+
+    fn next_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.meta.get(NEXT_SEQ).map_err(be)? {
+            Some(g) => g.value(),
+            None => 1,
+        })
+    }
+
+    /// Inserts the index entries of `fresh` (each table in its own key order,
+    /// which keeps each B-tree walk near the last one), the segment counters,
+    /// `next_seq` and the log position this commit covers.
+    fn index(&mut self, fresh: &mut [Fresh<'_>], next: u64, end: LogPos) -> Result<(), StoreError> {
+        let mut deltas = SegDeltas::default();
+        fresh.sort_unstable_by(|a, b| (a.recipient, a.seq).cmp(&(b.recipient, b.seq)));
+        for m in fresh.iter() {
+            self.inbox
+                .insert((m.recipient, m.seq), enc_msg(m).as_slice())
+                .map_err(be)?;
+            deltas.add(&m.at);
+        }
+        fresh.sort_unstable_by_key(|m| m.id);
+        for m in fresh.iter() {
+            self.ids
+                .insert(
+                    m.id,
+                    enc_live(m.seq, m.created, m.expires, m.recipient).as_slice(),
+                )
+                .map_err(be)?;
+        }
+        fresh.sort_unstable_by_key(|m| (m.expires, m.id));
+        for m in fresh.iter() {
+            self.expiry.insert((m.expires, m.id), ()).map_err(be)?;
+        }
+        fresh.sort_unstable_by_key(|m| (m.created, m.id));
+        for m in fresh.iter() {
+            self.created.insert((m.created, m.id), false).map_err(be)?;
+        }
+        deltas.apply(&mut self.segs)?;
+        self.meta.insert(NEXT_SEQ, next).map_err(be)?;
+        set_ckpt(&mut self.meta, end)
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // A clean shutdown leaves nothing to replay.
+        if self
+            .checkpoint
+            .lock()
+            .map(|c| c.pending > 0)
+            .unwrap_or(true)
+        {
+            if let Err(e) = self.checkpoint_now() {
+                tracing::warn!("store checkpoint at shutdown failed: {e}");
+            }
+        }
     }
 }
 
@@ -542,29 +797,21 @@ impl Store for RedbStore {
         for m in msgs {
             check_new(m)?;
         }
-        let tx = self.begin_durable()?;
+        let mut tx = self.db.begin_write().map_err(be)?;
         let mut out = Vec::with_capacity(msgs.len());
+        let durable;
         {
-            let mut meta = tx.open_table(META).map_err(be)?;
-            let mut next = match meta.get(NEXT_SEQ).map_err(be)? {
-                Some(g) => g.value(),
-                None => 1,
-            };
-            let mut inbox = tx.open_table(INBOX).map_err(be)?;
-            let mut ids = tx.open_table(IDS).map_err(be)?;
-            let mut expiry = tx.open_table(EXPIRY).map_err(be)?;
-            let mut created = tx.open_table(CREATED).map_err(be)?;
-            let mut segs = tx.open_table(SEGMENTS).map_err(be)?;
-            // Outcomes and seqs in input order; the index inserts afterwards
-            // in key order, which keeps each B-tree walk near the last one.
+            let mut t = IndexTables::open(&tx)?;
+            let mut next = t.next_seq()?;
+            // Outcomes and seqs in input order.
             let mut fresh: Vec<(&NewMessage, u64)> = Vec::with_capacity(msgs.len());
             let mut in_batch: HashMap<[u8; 32], u64> = HashMap::with_capacity(msgs.len());
-            // What the store knows of each id, looked up in id order too.
+            // What the store knows of each id, looked up in id order.
             let mut order: Vec<usize> = (0..msgs.len()).collect();
             order.sort_unstable_by_key(|&i| msgs[i].id);
             let mut known: Vec<Option<IdRec>> = (0..msgs.len()).map(|_| None).collect();
             for &i in &order {
-                if let Some(g) = ids.get(&msgs[i].id).map_err(be)? {
+                if let Some(g) = t.ids.get(&msgs[i].id).map_err(be)? {
                     known[i] = Some(dec_id_rec(g.value())?);
                 }
             }
@@ -589,64 +836,60 @@ impl Store for RedbStore {
             }
             if fresh.is_empty() {
                 // Nothing to write: no fsync either.
-                drop((meta, inbox, ids, expiry, created, segs));
+                drop(t);
                 tx.abort().map_err(be)?;
                 return Ok(out);
             }
-            let bodies: Vec<(&[u8; 32], &[u8])> = fresh
+            let records: Vec<LogRecord<'_>> = fresh
                 .iter()
-                .map(|(m, _)| (&m.id, m.binary.as_slice()))
+                .map(|(m, seq)| LogRecord {
+                    id: &m.id,
+                    seq: *seq,
+                    created: m.created,
+                    expires: m.expires,
+                    recipient: &m.recipient,
+                    sender: &m.sender,
+                    body: &m.binary,
+                })
                 .collect();
-            let (refs, pending) = self.log.append(&bodies)?;
-            let mut deltas = SegDeltas::default();
-            let mut fresh: Vec<(&NewMessage, u64, BodyRef)> = fresh
+            let (refs, pending, end) = self.log.append(&records)?;
+            let mut fresh: Vec<Fresh<'_>> = fresh
                 .into_iter()
                 .zip(refs)
-                .map(|((m, seq), r)| {
-                    deltas.add(&r);
-                    (m, seq, r)
+                .map(|((m, seq), at)| Fresh {
+                    id: &m.id,
+                    seq,
+                    created: m.created,
+                    expires: m.expires,
+                    recipient: &m.recipient,
+                    sender: &m.sender,
+                    at,
                 })
                 .collect();
             // The log's fdatasync overlaps the index work; both finish
             // before the commit.
             std::thread::scope(|scope| -> Result<(), StoreError> {
                 let synced = scope.spawn(|| pending.sync());
-                let indexed = (|| -> Result<(), StoreError> {
-                    fresh.sort_unstable_by(|a, b| {
-                        (&a.0.recipient, a.1).cmp(&(&b.0.recipient, b.1))
-                    });
-                    for (m, seq, r) in &fresh {
-                        inbox
-                            .insert((m.recipient.as_str(), *seq), enc_msg(m, r).as_slice())
-                            .map_err(be)?;
-                    }
-                    fresh.sort_unstable_by_key(|(m, _, _)| m.id);
-                    for (m, seq, _) in &fresh {
-                        ids.insert(
-                            &m.id,
-                            enc_live(*seq, m.created, m.expires, &m.recipient).as_slice(),
-                        )
-                        .map_err(be)?;
-                    }
-                    fresh.sort_unstable_by_key(|(m, _, _)| (m.expires, m.id));
-                    for (m, _, _) in &fresh {
-                        expiry.insert((m.expires, &m.id), ()).map_err(be)?;
-                    }
-                    fresh.sort_unstable_by_key(|(m, _, _)| (m.created, m.id));
-                    for (m, _, _) in &fresh {
-                        created.insert((m.created, &m.id), false).map_err(be)?;
-                    }
-                    deltas.apply(&mut segs)?;
-                    meta.insert(NEXT_SEQ, next).map_err(be)?;
-                    Ok(())
-                })();
+                let indexed = t.index(&mut fresh, next, end);
                 let synced = synced
                     .join()
                     .unwrap_or_else(|_| Err(StoreError::Backend("log sync panicked".into())));
                 indexed.and(synced)
             })?;
+            durable = self.checkpoint_due(fresh.len());
         }
+        // The log is synced: the messages are durable. The index commit is a
+        // checkpoint only now and then.
+        let d = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        tx.set_durability(d).map_err(be)?;
         tx.commit().map_err(be)?;
+        if durable {
+            self.durable_done();
+        }
         Ok(out)
     }
 
@@ -721,7 +964,7 @@ impl Store for RedbStore {
             }
             deltas.apply(&mut tx.open_table(SEGMENTS).map_err(be)?)?;
         }
-        tx.commit().map_err(be)?;
+        self.commit_durable(tx)?;
         Ok(out)
     }
 
@@ -774,7 +1017,7 @@ impl Store for RedbStore {
                 tx.abort().map_err(be)?;
                 break;
             }
-            tx.commit().map_err(be)?;
+            self.commit_durable(tx)?;
             total += n as u64;
             if n < PURGE_CHUNK {
                 break;
@@ -880,7 +1123,7 @@ impl Store for RedbStore {
             }
             deltas.apply(&mut tx.open_table(SEGMENTS).map_err(be)?)?;
         }
-        tx.commit().map_err(be)?;
+        self.commit_durable(tx)?;
         Ok(out)
     }
 }
