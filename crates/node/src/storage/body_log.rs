@@ -61,6 +61,21 @@ pub struct ScannedRecord {
     pub sender: String,
 }
 
+impl ScannedRecord {
+    /// The record again, with `body`, for appending elsewhere (compaction).
+    pub fn with_body<'a>(&'a self, body: &'a [u8]) -> LogRecord<'a> {
+        LogRecord {
+            id: &self.id,
+            seq: self.seq,
+            created: self.created,
+            expires: self.expires,
+            recipient: &self.recipient,
+            sender: &self.sender,
+            body,
+        }
+    }
+}
+
 /// A position in the log: everything before `(seg, off)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogPos {

@@ -196,6 +196,21 @@ struct Fresh<'a> {
     at: BodyRef,
 }
 
+impl<'a> Fresh<'a> {
+    /// The index entry of a log record written at `at`.
+    fn of(r: &LogRecord<'a>, at: BodyRef) -> Self {
+        Fresh {
+            id: r.id,
+            seq: r.seq,
+            created: r.created,
+            expires: r.expires,
+            recipient: r.recipient,
+            sender: r.sender,
+            at,
+        }
+    }
+}
+
 const REC_REF: usize = 40;
 const REC_SENDER: usize = 57;
 
@@ -392,15 +407,7 @@ impl RedbStore {
                             continue;
                         }
                         next = next.max(r.seq + 1);
-                        fresh.push(Fresh {
-                            id: &r.id,
-                            seq: r.seq,
-                            created: r.created,
-                            expires: r.expires,
-                            recipient: &r.recipient,
-                            sender: &r.sender,
-                            at: r.at,
-                        });
+                        fresh.push(Fresh::of(&r.with_body(&[]), r.at));
                     }
                     t.index(&mut fresh, next, self.log.end())?;
                 }
@@ -670,15 +677,7 @@ impl RedbStore {
             let records: Vec<LogRecord<'_>> = live
                 .iter()
                 .zip(&bodies)
-                .map(|(r, b)| LogRecord {
-                    id: &r.id,
-                    seq: r.seq,
-                    created: r.created,
-                    expires: r.expires,
-                    recipient: &r.recipient,
-                    sender: &r.sender,
-                    body: b,
-                })
+                .map(|(r, b)| r.with_body(b))
                 .collect();
             let (refs, pending, end) = self.log.append(&records)?;
             let mut deltas = SegDeltas::default();
@@ -853,18 +852,10 @@ impl Store for RedbStore {
                 })
                 .collect();
             let (refs, pending, end) = self.log.append(&records)?;
-            let mut fresh: Vec<Fresh<'_>> = fresh
-                .into_iter()
+            let mut fresh: Vec<Fresh<'_>> = records
+                .iter()
                 .zip(refs)
-                .map(|((m, seq), at)| Fresh {
-                    id: &m.id,
-                    seq,
-                    created: m.created,
-                    expires: m.expires,
-                    recipient: &m.recipient,
-                    sender: &m.sender,
-                    at,
-                })
+                .map(|(r, at)| Fresh::of(r, at))
                 .collect();
             // The log's fdatasync overlaps the index work; both finish
             // before the commit.
