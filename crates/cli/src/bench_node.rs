@@ -168,6 +168,19 @@ fn cpu_split() -> (Duration, Duration) {
     (node, process_cpu().saturating_sub(node))
 }
 
+/// CPU time so far of each group of the node's threads.
+fn node_thread_groups() -> [(&'static str, Duration); 3] {
+    use crate::bench_util::threads_cpu;
+    [
+        ("verification pool", threads_cpu("fio-l2-verify")),
+        ("writer", threads_cpu("fio-l2-writer")),
+        (
+            "runtime (HTTP, chain, hand-offs)",
+            threads_cpu(NODE_THREADS),
+        ),
+    ]
+}
+
 /// CPU per envelope over a phase, in microseconds: (node, load generator).
 fn cpu_per(before: (Duration, Duration), after: (Duration, Duration), n: usize) -> (f64, f64) {
     let us = |a: Duration, b: Duration| (a.saturating_sub(b)).as_secs_f64() * 1e6 / n as f64;
@@ -303,6 +316,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     let batches = Arc::new(batches);
     let next = Arc::new(AtomicUsize::new(0));
     let cpu0 = cpu_split();
+    let groups0 = node_thread_groups();
     let t0 = Instant::now();
     let mut tasks = vec![];
     for _ in 0..a.array_clients {
@@ -342,6 +356,15 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     }
     let batch_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
     let batch_cpu = cpu_per(cpu0, cpu_split(), a.messages);
+    let groups = node_thread_groups();
+    let batch_groups: Vec<(&str, f64)> = groups
+        .iter()
+        .zip(&groups0)
+        .map(|((name, after), (_, before))| {
+            let us = after.saturating_sub(*before).as_secs_f64() * 1e6 / a.messages as f64;
+            (*name, us)
+        })
+        .collect();
     let batch_secs = t0.elapsed().as_secs_f64();
     let all_batches = node.state.writer.stats();
     let all_writer = crate::bench_util::threads_sched("fio-l2-writer");
@@ -521,6 +544,9 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
             format!("{label}: load generator"),
             client_us
         );
+    }
+    for (name, us) in &batch_groups {
+        println!("{:<52} {:>9.1} µs", format!("  arrays, node: {name}"), us);
     }
     println!(
         "{:<52} {:>12}",

@@ -122,6 +122,13 @@ pub trait Store: Send + Sync {
     /// within the batch), a tombstoned id `Deleted`. One outcome per input, in order.
     fn put_batch(&self, msgs: &[NewMessage]) -> Result<Vec<PutOutcome>, StoreError>;
 
+    /// Deferred work a backend does off the acknowledgement path: the writer
+    /// calls it after it has answered each batch (redb makes a due checkpoint
+    /// here). A failure is logged; stored messages stay stored.
+    fn after_batch(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Cheap known-id check for early admission.
     fn lookup(&self, id: &[u8; 32]) -> Result<Option<IdState>, StoreError>;
 

@@ -8,10 +8,14 @@
 //! and redb rewrites the touched index pages once per checkpoint instead of
 //! once per batch. A checkpoint is a `Durability::Immediate` commit; it records
 //! the log position the durable index covers (`meta.ckpt_seg`/`ckpt_off`). It
-//! happens every [`CHECKPOINT_MESSAGES`] messages or [`CHECKPOINT_SECS`]
-//! seconds, at every delete, purge and compaction (those commit durably), and
-//! when the store is dropped. Opening replays the log after the checkpoint
-//! into the index, so a message `put_batch` answered for survives a crash.
+//! happens after every [`CHECKPOINT_MESSAGES`] messages (in
+//! [`Store::after_batch`], once the writer has answered the batch), at every
+//! delete, purge that removed something, and compaction (those commit durably
+//! anyway), and when the store is dropped. A checkpoint writes
+//! and fsyncs every index page dirtied since the last one (tens to hundreds of
+//! milliseconds), so it is kept off the acknowledgement path and rare.
+//! Opening replays the log after the checkpoint into the index, so a message
+//! `put_batch` answered for survives a crash.
 //!
 //! Tables:
 //! - `inbox`: `(recipient, seq) -> record`: the message's metadata and where its
@@ -35,8 +39,7 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use redb::{Table, TableDefinition, WriteTransaction};
 
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::body_log::{BodyLog, BodyRef, LogPos, LogRecord};
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
@@ -59,10 +62,9 @@ const CKPT_SEG: &str = "ckpt_seg";
 const CKPT_OFF: &str = "ckpt_off";
 
 /// A checkpoint after this many messages committed without one: bounds the
-/// replay after a crash (about a second of work per 50k messages).
-pub const CHECKPOINT_MESSAGES: usize = 50_000;
-/// ... or when the oldest such message is this old.
-pub const CHECKPOINT_SECS: u64 = 10;
+/// replay after a crash (well under a second), and the index pages a durable
+/// commit (a checkpoint, an ack, a purge) must write and fsync.
+pub const CHECKPOINT_MESSAGES: usize = 10_000;
 
 /// A log segment is closed at this size.
 pub const SEGMENT_TARGET: u64 = 128 << 20;
@@ -81,14 +83,9 @@ const PURGE_CHUNK: usize = 10_000;
 pub struct RedbStore {
     db: Database,
     log: BodyLog,
-    checkpoint: Mutex<Checkpoint>,
+    /// Messages committed since the last durable commit.
+    pending: AtomicUsize,
     checkpoint_messages: usize,
-}
-
-/// Messages committed since the last durable commit.
-struct Checkpoint {
-    pending: usize,
-    oldest: Option<Instant>,
 }
 
 fn be(e: impl std::fmt::Display) -> StoreError {
@@ -373,10 +370,7 @@ impl RedbStore {
         let store = RedbStore {
             db,
             log,
-            checkpoint: Mutex::new(Checkpoint {
-                pending: 0,
-                oldest: None,
-            }),
+            pending: AtomicUsize::new(0),
             checkpoint_messages,
         };
         store.replay(ckpt)?;
@@ -455,17 +449,7 @@ impl RedbStore {
 
     /// Called after every durable commit: nothing is pending any more.
     fn durable_done(&self) {
-        let mut c = self.checkpoint.lock().expect("checkpoint lock");
-        c.pending = 0;
-        c.oldest = None;
-    }
-
-    /// Whether a `put_batch` of `n` messages should commit durably.
-    fn checkpoint_due(&self, n: usize) -> bool {
-        let mut c = self.checkpoint.lock().expect("checkpoint lock");
-        c.pending += n;
-        let oldest = *c.oldest.get_or_insert_with(Instant::now);
-        c.pending >= self.checkpoint_messages || oldest.elapsed().as_secs() >= CHECKPOINT_SECS
+        self.pending.store(0, Ordering::Relaxed);
     }
 
     fn begin_durable(&self) -> Result<WriteTransaction, StoreError> {
@@ -778,12 +762,7 @@ impl<'t> IndexTables<'t> {
 impl Drop for RedbStore {
     fn drop(&mut self) {
         // A clean shutdown leaves nothing to replay.
-        if self
-            .checkpoint
-            .lock()
-            .map(|c| c.pending > 0)
-            .unwrap_or(true)
-        {
+        if self.pending.load(Ordering::Relaxed) > 0 {
             if let Err(e) = self.checkpoint_now() {
                 tracing::warn!("store checkpoint at shutdown failed: {e}");
             }
@@ -798,7 +777,7 @@ impl Store for RedbStore {
         }
         let mut tx = self.db.begin_write().map_err(be)?;
         let mut out = Vec::with_capacity(msgs.len());
-        let durable;
+        let committed;
         {
             let mut t = IndexTables::open(&tx)?;
             let mut next = t.next_seq()?;
@@ -867,20 +846,13 @@ impl Store for RedbStore {
                     .unwrap_or_else(|_| Err(StoreError::Backend("log sync panicked".into())));
                 indexed.and(synced)
             })?;
-            durable = self.checkpoint_due(fresh.len());
+            committed = fresh.len();
         }
-        // The log is synced: the messages are durable. The index commit is a
-        // checkpoint only now and then.
-        let d = if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
-        tx.set_durability(d).map_err(be)?;
+        // The log is synced: the messages are durable. The index becomes
+        // durable at the next checkpoint (`after_batch`, purge, drop).
+        tx.set_durability(Durability::None).map_err(be)?;
         tx.commit().map_err(be)?;
-        if durable {
-            self.durable_done();
-        }
+        self.pending.fetch_add(committed, Ordering::Relaxed);
         Ok(out)
     }
 
@@ -1016,6 +988,13 @@ impl Store for RedbStore {
         }
         self.reclaim_segments()?;
         Ok(total)
+    }
+
+    fn after_batch(&self) -> Result<(), StoreError> {
+        if self.pending.load(Ordering::Relaxed) >= self.checkpoint_messages {
+            self.checkpoint_now()?;
+        }
+        Ok(())
     }
 
     fn inbox_count(&self, recipient: &str) -> Result<u64, StoreError> {
