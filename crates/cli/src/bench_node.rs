@@ -169,11 +169,12 @@ fn cpu_split() -> (Duration, Duration) {
 }
 
 /// CPU time so far of each group of the node's threads.
-fn node_thread_groups() -> [(&'static str, Duration); 3] {
+fn node_thread_groups() -> [(&'static str, Duration); 4] {
     use crate::bench_util::threads_cpu;
     [
         ("verification pool", threads_cpu("fio-l2-verify")),
         ("writer", threads_cpu("fio-l2-writer")),
+        ("store checkpoints", threads_cpu("fio-l2-checkpo")),
         (
             "runtime (HTTP, chain, hand-offs)",
             threads_cpu(NODE_THREADS),

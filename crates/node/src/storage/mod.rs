@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 pub mod bench;
 mod body_log;
+mod redb_checkpoint;
 pub mod redb_store;
 pub mod sqlite;
 

@@ -39,9 +39,11 @@ use std::path::Path;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use redb::{Table, TableDefinition, WriteTransaction};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use super::body_log::{BodyLog, BodyRef, LogPos, LogRecord};
+use super::body_log::{BodyLog, BodyRef, LogPos, LogRecord, Pending};
+use super::redb_checkpoint::{Checkpointer, OwnedFresh, Shared};
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
 
 type Id<'a> = &'a [u8; 32];
@@ -81,11 +83,17 @@ const READ_RETRIES: usize = 3;
 const PURGE_CHUNK: usize = 10_000;
 
 pub struct RedbStore {
-    db: Database,
+    db: Arc<Database>,
     log: BodyLog,
-    /// Messages committed since the last durable commit.
-    pending: AtomicUsize,
+    /// Pending count, deferred index entries, the gate (redb_checkpoint.rs).
+    shared: Arc<Shared>,
+    checkpointer: Checkpointer,
     checkpoint_messages: usize,
+    /// The next arrival seq (`meta.next_seq` trails it between commits).
+    next_seq: AtomicU64,
+    /// One `put_batch` at a time: its dedup reads and seq assignment happen
+    /// outside a write transaction.
+    put_lock: Mutex<()>,
 }
 
 fn be(e: impl std::fmt::Display) -> StoreError {
@@ -320,7 +328,7 @@ impl RedbStore {
         segment_target: u64,
         checkpoint_messages: usize,
     ) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(be)?;
+        let db = Arc::new(Database::create(path).map_err(be)?);
         // Create every table once so read transactions never meet a missing one.
         let tx = db.begin_write().map_err(be)?;
         let known: HashSet<u32>;
@@ -367,13 +375,26 @@ impl RedbStore {
             ckpt.seg,
             segment_target,
         )?;
+        let shared = Arc::new(Shared::default());
+        let checkpointer = Checkpointer::start(db.clone(), shared.clone(), index_deferred)
+            .map_err(|e| StoreError::Backend(format!("starting the checkpoint thread: {e}")))?;
         let store = RedbStore {
             db,
             log,
-            pending: AtomicUsize::new(0),
+            shared,
+            checkpointer,
             checkpoint_messages,
+            next_seq: AtomicU64::new(0),
+            put_lock: Mutex::new(()),
         };
         store.replay(ckpt)?;
+        let next = {
+            let tx = store.db.begin_read().map_err(be)?;
+            let meta = tx.open_table(META).map_err(be)?;
+            let got = meta.get(NEXT_SEQ).map_err(be)?.map(|g| g.value());
+            got.unwrap_or(1)
+        };
+        store.next_seq.store(next, Ordering::Relaxed);
         Ok(store)
     }
 
@@ -432,6 +453,19 @@ impl RedbStore {
     /// A durable commit of everything committed so far, recording the log end
     /// it covers.
     fn checkpoint_now(&self) -> Result<(), StoreError> {
+        {
+            // Entries a failed background checkpoint left deferred come first:
+            // the position recorded below must not pass records not indexed.
+            let mut st = self.shared.state.lock().expect("index state lock");
+            if !st.deferred.is_empty() {
+                let end = st.end;
+                index_deferred(&self.db, &mut st.deferred, end)?;
+                st.deferred.clear();
+                st.ids.clear();
+                st.generation += 1;
+                st.checkpointing = false;
+            }
+        }
         let tx = self.begin_durable()?;
         {
             let mut meta = tx.open_table(META).map_err(be)?;
@@ -447,9 +481,61 @@ impl RedbStore {
         Ok(())
     }
 
+    /// What the index says of each message's id (input order; looked up in
+    /// id order).
+    fn known_ids(&self, msgs: &[NewMessage]) -> Result<Vec<Option<IdRec>>, StoreError> {
+        let mut known: Vec<Option<IdRec>> = (0..msgs.len()).map(|_| None).collect();
+        let tx = self.db.begin_read().map_err(be)?;
+        let ids = tx.open_table(IDS).map_err(be)?;
+        let mut order: Vec<usize> = (0..msgs.len()).collect();
+        order.sort_unstable_by_key(|&i| msgs[i].id);
+        for &i in &order {
+            if let Some(g) = ids.get(&msgs[i].id).map_err(be)? {
+                known[i] = Some(dec_id_rec(g.value())?);
+            }
+        }
+        Ok(known)
+    }
+
+    /// Batches `put_batch` answered while a checkpoint ran, their index
+    /// entries waiting for it to end.
+    pub fn deferred_batches(&self) -> usize {
+        self.shared.deferred_batches.load(Ordering::Relaxed)
+    }
+
     /// Called after every durable commit: nothing is pending any more.
     fn durable_done(&self) {
-        self.pending.store(0, Ordering::Relaxed);
+        self.shared.pending.store(0, Ordering::Relaxed);
+    }
+
+    /// Commits `fresh` to the index (not durable), while holding the gate;
+    /// `sync`, if the log is not synced yet, runs meanwhile on a second thread.
+    fn index_now(
+        &self,
+        fresh: &mut [Fresh<'_>],
+        end: LogPos,
+        sync: Option<Pending>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(be)?;
+        {
+            let mut t = IndexTables::open(&tx)?;
+            let next = self.next_seq.load(Ordering::Relaxed);
+            std::thread::scope(|scope| -> Result<(), StoreError> {
+                let synced = sync.map(|p| scope.spawn(|| p.sync()));
+                let indexed = t.index(fresh, next, end);
+                let synced = match synced {
+                    Some(h) => h
+                        .join()
+                        .unwrap_or_else(|_| Err(StoreError::Backend("log sync panicked".into()))),
+                    None => Ok(()),
+                };
+                indexed.and(synced)
+            })?;
+        }
+        // The log is synced: the messages are durable. The index becomes
+        // durable at the next checkpoint.
+        tx.set_durability(Durability::None).map_err(be)?;
+        tx.commit().map_err(be)
     }
 
     fn begin_durable(&self) -> Result<WriteTransaction, StoreError> {
@@ -681,7 +767,10 @@ impl RedbStore {
             let mut segs = tx.open_table(SEGMENTS).map_err(be)?;
             deltas.apply(&mut segs)?;
             segs.remove(seg).map_err(be)?;
-            set_ckpt(&mut tx.open_table(META).map_err(be)?, end)?;
+            // No checkpoint position here: the copies are after it, and a replay
+            // skips them (their ids are indexed). Deferred records may lie
+            // between, and must stay replayable.
+            let _ = end;
         }
         self.commit_durable(tx)?;
         self.log.remove(seg)
@@ -693,6 +782,39 @@ fn set_ckpt(meta: &mut Table<&'static str, u64>, end: LogPos) -> Result<(), Stor
     meta.insert(CKPT_SEG, u64::from(end.seg)).map_err(be)?;
     meta.insert(CKPT_OFF, end.off).map_err(be)?;
     Ok(())
+}
+
+/// The checkpointer's way to index what `put_batch` deferred (not durable).
+fn index_deferred(
+    db: &Database,
+    deferred: &mut [OwnedFresh],
+    end: LogPos,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin_write().map_err(be)?;
+    tx.set_durability(Durability::None).map_err(be)?;
+    {
+        let mut t = IndexTables::open(&tx)?;
+        let next = deferred
+            .iter()
+            .map(|f| f.seq + 1)
+            .max()
+            .unwrap_or(1)
+            .max(t.next_seq()?);
+        let mut fresh: Vec<Fresh<'_>> = deferred
+            .iter()
+            .map(|f| Fresh {
+                id: &f.id,
+                seq: f.seq,
+                created: f.created,
+                expires: f.expires,
+                recipient: &f.recipient,
+                sender: &f.sender,
+                at: f.at,
+            })
+            .collect();
+        t.index(&mut fresh, next, end)?;
+    }
+    tx.commit().map_err(be)
 }
 
 /// The tables a batch of new messages is indexed into.
@@ -761,8 +883,9 @@ impl<'t> IndexTables<'t> {
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
+        self.checkpointer.stop();
         // A clean shutdown leaves nothing to replay.
-        if self.pending.load(Ordering::Relaxed) > 0 {
+        if self.shared.pending.load(Ordering::Relaxed) > 0 {
             if let Err(e) = self.checkpoint_now() {
                 tracing::warn!("store checkpoint at shutdown failed: {e}");
             }
@@ -775,28 +898,28 @@ impl Store for RedbStore {
         for m in msgs {
             check_new(m)?;
         }
-        let mut tx = self.db.begin_write().map_err(be)?;
+        let _one = self.put_lock.lock().expect("put lock");
         let mut out = Vec::with_capacity(msgs.len());
-        let committed;
+        let generation = self
+            .shared
+            .state
+            .lock()
+            .expect("index state lock")
+            .generation;
+        let mut known = self.known_ids(msgs)?;
+        // Outcomes and seqs in input order.
+        let mut fresh: Vec<(&NewMessage, u64)> = Vec::with_capacity(msgs.len());
         {
-            let mut t = IndexTables::open(&tx)?;
-            let mut next = t.next_seq()?;
-            // Outcomes and seqs in input order.
-            let mut fresh: Vec<(&NewMessage, u64)> = Vec::with_capacity(msgs.len());
-            let mut in_batch: HashMap<[u8; 32], u64> = HashMap::with_capacity(msgs.len());
-            // What the store knows of each id, looked up in id order.
-            let mut order: Vec<usize> = (0..msgs.len()).collect();
-            order.sort_unstable_by_key(|&i| msgs[i].id);
-            let mut known: Vec<Option<IdRec>> = (0..msgs.len()).map(|_| None).collect();
-            for &i in &order {
-                if let Some(g) = t.ids.get(&msgs[i].id).map_err(be)? {
-                    known[i] = Some(dec_id_rec(g.value())?);
-                }
+            let st = self.shared.state.lock().expect("index state lock");
+            if st.generation != generation {
+                // Deferred entries moved into the index since the lookups.
+                known = self.known_ids(msgs)?;
             }
+            let mut in_batch: HashMap<[u8; 32], u64> = HashMap::with_capacity(msgs.len());
             for (m, known) in msgs.iter().zip(known) {
-                // A duplicate within the batch answers Existing like one
-                // from an earlier batch.
-                if let Some(seq) = in_batch.get(&m.id) {
+                // A duplicate within the batch, or of one waiting for a
+                // checkpoint to end, answers Existing like a stored one.
+                if let Some(seq) = in_batch.get(&m.id).or_else(|| st.ids.get(&m.id)) {
                     out.push(PutOutcome::Existing { seq: *seq });
                     continue;
                 }
@@ -804,59 +927,86 @@ impl Store for RedbStore {
                     Some(IdRec::Live { seq, .. }) => out.push(PutOutcome::Existing { seq }),
                     Some(IdRec::Tomb { .. }) => out.push(PutOutcome::Deleted),
                     None => {
-                        let seq = next;
-                        next += 1;
+                        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                         in_batch.insert(m.id, seq);
                         fresh.push((m, seq));
                         out.push(PutOutcome::Inserted { seq });
                     }
                 }
             }
-            if fresh.is_empty() {
-                // Nothing to write: no fsync either.
-                drop(t);
-                tx.abort().map_err(be)?;
-                return Ok(out);
-            }
-            let records: Vec<LogRecord<'_>> = fresh
-                .iter()
-                .map(|(m, seq)| LogRecord {
-                    id: &m.id,
-                    seq: *seq,
-                    created: m.created,
-                    expires: m.expires,
-                    recipient: &m.recipient,
-                    sender: &m.sender,
-                    body: &m.binary,
-                })
-                .collect();
-            let (refs, pending, end) = self.log.append(&records)?;
-            let mut fresh: Vec<Fresh<'_>> = records
-                .iter()
-                .zip(refs)
-                .map(|(r, at)| Fresh::of(r, at))
-                .collect();
-            // The log's fdatasync overlaps the index work; both finish
-            // before the commit.
-            std::thread::scope(|scope| -> Result<(), StoreError> {
-                let synced = scope.spawn(|| pending.sync());
-                let indexed = t.index(&mut fresh, next, end);
-                let synced = synced
-                    .join()
-                    .unwrap_or_else(|_| Err(StoreError::Backend("log sync panicked".into())));
-                indexed.and(synced)
-            })?;
-            committed = fresh.len();
         }
-        // The log is synced: the messages are durable. The index becomes
-        // durable at the next checkpoint (`after_batch`, purge, drop).
-        tx.set_durability(Durability::None).map_err(be)?;
-        tx.commit().map_err(be)?;
-        self.pending.fetch_add(committed, Ordering::Relaxed);
+        if fresh.is_empty() {
+            // Nothing to write: no fsync either.
+            return Ok(out);
+        }
+        let records: Vec<LogRecord<'_>> = fresh
+            .iter()
+            .map(|(m, seq)| LogRecord {
+                id: &m.id,
+                seq: *seq,
+                created: m.created,
+                expires: m.expires,
+                recipient: &m.recipient,
+                sender: &m.sender,
+                body: &m.binary,
+            })
+            .collect();
+        let (refs, sync, end) = self.log.append(&records)?;
+        let mut fresh: Vec<Fresh<'_>> = records
+            .iter()
+            .zip(refs)
+            .map(|(r, at)| Fresh::of(r, at))
+            .collect();
+        self.shared
+            .pending
+            .fetch_add(fresh.len(), Ordering::Relaxed);
+        let st = self.shared.state.lock().expect("index state lock");
+        if !st.checkpointing {
+            let _gate = self.shared.gate.lock().expect("gate lock");
+            drop(st);
+            self.index_now(&mut fresh, end, Some(sync))?;
+            return Ok(out);
+        }
+        // A checkpoint is running: sync, answer, and leave the index entries
+        // for the checkpointer (redb_checkpoint.rs).
+        drop(st);
+        sync.sync()?;
+        let mut st = self.shared.state.lock().expect("index state lock");
+        if !st.checkpointing {
+            // It ended while the log synced.
+            let _gate = self.shared.gate.lock().expect("gate lock");
+            drop(st);
+            self.index_now(&mut fresh, end, None)?;
+            return Ok(out);
+        }
+        for f in &fresh {
+            st.ids.insert(*f.id, f.seq);
+            st.deferred.push(OwnedFresh {
+                id: *f.id,
+                seq: f.seq,
+                created: f.created,
+                expires: f.expires,
+                recipient: f.recipient.to_owned(),
+                sender: f.sender.to_owned(),
+                at: f.at,
+            });
+        }
+        st.end = end;
+        self.shared.deferred_batches.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }
 
     fn lookup(&self, id: &[u8; 32]) -> Result<Option<IdState>, StoreError> {
+        if let Some(seq) = self
+            .shared
+            .state
+            .lock()
+            .expect("index state lock")
+            .ids
+            .get(id)
+        {
+            return Ok(Some(IdState::Stored { seq: *seq }));
+        }
         Ok(self.read_id(id)?.map(|r| match r {
             IdRec::Live { seq, .. } => IdState::Stored { seq },
             IdRec::Tomb { expires, .. } => IdState::Deleted { expires },
@@ -991,8 +1141,8 @@ impl Store for RedbStore {
     }
 
     fn after_batch(&self) -> Result<(), StoreError> {
-        if self.pending.load(Ordering::Relaxed) >= self.checkpoint_messages {
-            self.checkpoint_now()?;
+        if self.shared.pending.load(Ordering::Relaxed) >= self.checkpoint_messages {
+            self.checkpointer.request();
         }
         Ok(())
     }
