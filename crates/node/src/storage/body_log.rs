@@ -49,9 +49,10 @@ pub struct LogRecord<'a> {
     pub body: &'a [u8],
 }
 
-/// A record read back by [`BodyLog::scan`] (without its body).
+/// A record's fields without its body, and where it is: what
+/// [`BodyLog::scan`] reads back, and what an index entry is made of.
 #[derive(Clone, Debug)]
-pub struct ScannedRecord {
+pub struct RecordMeta {
     pub at: BodyRef,
     pub id: [u8; 32],
     pub seq: u64,
@@ -61,7 +62,7 @@ pub struct ScannedRecord {
     pub sender: String,
 }
 
-impl ScannedRecord {
+impl RecordMeta {
     /// The record again, with `body`, for appending elsewhere (compaction).
     pub fn with_body<'a>(&'a self, body: &'a [u8]) -> LogRecord<'a> {
         LogRecord {
@@ -169,7 +170,7 @@ fn encode(r: &LogRecord<'_>, buf: &mut Vec<u8>) -> Result<u32, StoreError> {
 }
 
 /// A whole record checked and split: (fields, body offset within `rec`).
-fn decode(rec: &[u8], at: BodyRef) -> Result<(ScannedRecord, usize), String> {
+fn decode(rec: &[u8], at: BodyRef) -> Result<(RecordMeta, usize), String> {
     if rec.len() < FIXED {
         return Err("record shorter than its header".into());
     }
@@ -191,7 +192,7 @@ fn decode(rec: &[u8], at: BodyRef) -> Result<(ScannedRecord, usize), String> {
             .map_err(|_| "address not UTF-8".to_string())
     };
     Ok((
-        ScannedRecord {
+        RecordMeta {
             at,
             id: rec[8..40].try_into().expect("32 bytes"),
             seq: u64::from_le_bytes(rec[40..48].try_into().expect("8 bytes")),
@@ -388,7 +389,7 @@ impl BodyLog {
     /// The records of segment `seg` from offset `from`, in order, without
     /// bodies. Stops at the first record that does not check: a torn tail
     /// after a crash (only the last segment a run wrote can have one).
-    pub fn scan(&self, seg: u32, from: u64) -> Result<Vec<ScannedRecord>, StoreError> {
+    pub fn scan(&self, seg: u32, from: u64) -> Result<Vec<RecordMeta>, StoreError> {
         let mut f = File::open(seg_path(&self.dir, seg))?;
         std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(from))?;
         let mut r = BufReader::new(f);

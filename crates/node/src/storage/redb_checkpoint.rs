@@ -25,24 +25,14 @@ use std::sync::{Arc, Mutex};
 
 use redb::{Database, Durability};
 
-use super::body_log::{BodyRef, LogPos};
+use super::body_log::{LogPos, RecordMeta};
 use super::StoreError;
-
-/// An index entry waiting for the checkpoint to end.
-pub(super) struct OwnedFresh {
-    pub id: [u8; 32],
-    pub seq: u64,
-    pub created: u32,
-    pub expires: u32,
-    pub recipient: String,
-    pub sender: String,
-    pub at: BodyRef,
-}
 
 #[derive(Default)]
 pub(super) struct IndexState {
     pub checkpointing: bool,
-    pub deferred: Vec<OwnedFresh>,
+    /// Index entries waiting for the checkpoint to end.
+    pub deferred: Vec<RecordMeta>,
     /// Ids in `deferred`, with their seqs (dedup while they wait).
     pub ids: HashMap<[u8; 32], u64>,
     /// The log end after the last deferred append.
@@ -64,7 +54,7 @@ pub(super) struct Shared {
 }
 
 /// Indexes deferred entries in a write transaction (not durable).
-pub(super) type IndexDeferred = fn(&Database, &mut [OwnedFresh], LogPos) -> Result<(), StoreError>;
+pub(super) type IndexDeferred = fn(&Database, &[RecordMeta], LogPos) -> Result<(), StoreError>;
 
 pub(super) struct Checkpointer {
     wake: Option<mpsc::SyncSender<()>>,
@@ -139,7 +129,7 @@ fn checkpoint(db: &Database, shared: &Shared, index: IndexDeferred) -> Result<()
         Ok(())
     } else {
         let end = st.end;
-        index(db, &mut st.deferred, end)
+        index(db, &st.deferred, end)
     };
     if indexed.is_ok() && !st.deferred.is_empty() {
         st.deferred.clear();

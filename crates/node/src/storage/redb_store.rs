@@ -42,8 +42,8 @@ use redb::{Table, TableDefinition, WriteTransaction};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::body_log::{BodyLog, BodyRef, LogPos, LogRecord, Pending};
-use super::redb_checkpoint::{Checkpointer, OwnedFresh, Shared};
+use super::body_log::{BodyLog, BodyRef, LogPos, LogRecord, Pending, RecordMeta};
+use super::redb_checkpoint::{Checkpointer, Shared};
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
 
 type Id<'a> = &'a [u8; 32];
@@ -459,7 +459,7 @@ impl RedbStore {
             let mut st = self.shared.state.lock().expect("index state lock");
             if !st.deferred.is_empty() {
                 let end = st.end;
-                index_deferred(&self.db, &mut st.deferred, end)?;
+                index_deferred(&self.db, &st.deferred, end)?;
                 st.deferred.clear();
                 st.ids.clear();
                 st.generation += 1;
@@ -785,11 +785,7 @@ fn set_ckpt(meta: &mut Table<&'static str, u64>, end: LogPos) -> Result<(), Stor
 }
 
 /// The checkpointer's way to index what `put_batch` deferred (not durable).
-fn index_deferred(
-    db: &Database,
-    deferred: &mut [OwnedFresh],
-    end: LogPos,
-) -> Result<(), StoreError> {
+fn index_deferred(db: &Database, deferred: &[RecordMeta], end: LogPos) -> Result<(), StoreError> {
     let mut tx = db.begin_write().map_err(be)?;
     tx.set_durability(Durability::None).map_err(be)?;
     {
@@ -802,15 +798,7 @@ fn index_deferred(
             .max(t.next_seq()?);
         let mut fresh: Vec<Fresh<'_>> = deferred
             .iter()
-            .map(|f| Fresh {
-                id: &f.id,
-                seq: f.seq,
-                created: f.created,
-                expires: f.expires,
-                recipient: &f.recipient,
-                sender: &f.sender,
-                at: f.at,
-            })
+            .map(|r| Fresh::of(&r.with_body(&[]), r.at))
             .collect();
         t.index(&mut fresh, next, end)?;
     }
@@ -981,7 +969,7 @@ impl Store for RedbStore {
         }
         for f in &fresh {
             st.ids.insert(*f.id, f.seq);
-            st.deferred.push(OwnedFresh {
+            st.deferred.push(RecordMeta {
                 id: *f.id,
                 seq: f.seq,
                 created: f.created,
