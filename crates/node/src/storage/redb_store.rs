@@ -78,6 +78,10 @@ const COMPACT_PER_PURGE: usize = 4;
 /// index snapshot was taken) re-reads the index this many times.
 const READ_RETRIES: usize = 3;
 
+/// At most this many index entries wait in memory for a checkpoint to end;
+/// past it `put_batch` waits for the checkpoint.
+const MAX_DEFERRED: usize = 100_000;
+
 /// Purge removes at most this many ids per transaction, so a purge after a long
 /// downtime does not build one huge transaction in memory.
 const PURGE_CHUNK: usize = 10_000;
@@ -453,25 +457,30 @@ impl RedbStore {
     /// A durable commit of everything committed so far, recording the log end
     /// it covers.
     fn checkpoint_now(&self) -> Result<(), StoreError> {
-        {
-            // Entries a failed background checkpoint left deferred come first:
-            // the position recorded below must not pass records not indexed.
-            let mut st = self.shared.state.lock().expect("index state lock");
-            if !st.deferred.is_empty() {
-                let end = st.end;
-                index_deferred(&self.db, &st.deferred, end)?;
-                st.deferred.clear();
-                st.ids.clear();
-                st.generation += 1;
-                st.checkpointing = false;
-            }
-        }
+        // Entries a failed background checkpoint left deferred come first:
+        // the position recorded below must not pass records not indexed.
+        self.flush_deferred()?;
         let tx = self.begin_durable()?;
         {
             let mut meta = tx.open_table(META).map_err(be)?;
             set_ckpt(&mut meta, self.log.end())?;
         }
         self.commit_durable(tx)
+    }
+
+    /// Indexes entries still deferred (left by a failed background
+    /// checkpoint) and ends the deferral.
+    fn flush_deferred(&self) -> Result<(), StoreError> {
+        let mut st = self.shared.state.lock().expect("index state lock");
+        if !st.deferred.is_empty() {
+            let end = st.end;
+            index_deferred(&self.db, &st.deferred, end)?;
+            st.deferred.clear();
+            st.ids.clear();
+            st.generation += 1;
+        }
+        st.checkpointing = false;
+        Ok(())
     }
 
     /// Commits `tx` (begun with `begin_durable`); nothing is pending after it.
@@ -964,6 +973,17 @@ impl Store for RedbStore {
             // It ended while the log synced.
             let _gate = self.shared.gate.lock().expect("gate lock");
             drop(st);
+            self.index_now(&mut fresh, end, None)?;
+            return Ok(out);
+        }
+        if st.deferred.len() >= MAX_DEFERRED {
+            // A checkpoint this slow must not grow memory without bound: wait
+            // for it (the gate is free once it has indexed what waits).
+            drop(st);
+            let _gate = self.shared.gate.lock().expect("gate lock");
+            // Normally the checkpoint has indexed them; after a failed one,
+            // older entries go first.
+            self.flush_deferred()?;
             self.index_now(&mut fresh, end, None)?;
             return Ok(out);
         }
