@@ -40,7 +40,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use redb::{Table, TableDefinition, WriteTransaction};
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::body_log::{BodyLog, BodyRef, LogPos, LogRecord, Pending, RecordMeta};
 use super::redb_checkpoint::{Checkpointer, Shared};
@@ -468,6 +468,17 @@ impl RedbStore {
         self.commit_durable(tx)
     }
 
+    /// For deletes and tombstones: no `put_batch` between its id lookups and
+    /// its commit, and no index entry waiting in memory, so a deletion sees
+    /// every accepted message and a later index commit cannot overwrite its
+    /// tombstone. Waits for a running checkpoint.
+    fn quiesce(&self) -> Result<(MutexGuard<'_, ()>, MutexGuard<'_, ()>), StoreError> {
+        let one = self.put_lock.lock().expect("put lock");
+        let gate = self.shared.gate.lock().expect("gate lock");
+        self.flush_deferred()?;
+        Ok((one, gate))
+    }
+
     /// Indexes entries still deferred (left by a failed background
     /// checkpoint) and ends the deferral.
     fn flush_deferred(&self) -> Result<(), StoreError> {
@@ -478,8 +489,9 @@ impl RedbStore {
             st.deferred.clear();
             st.ids.clear();
             st.generation += 1;
+            // Otherwise a set flag belongs to a checkpoint about to start.
+            st.checkpointing = false;
         }
-        st.checkpointing = false;
         Ok(())
     }
 
@@ -1051,6 +1063,7 @@ impl Store for RedbStore {
     }
 
     fn delete(&self, recipient: &str, ids_in: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
+        let _quiet = self.quiesce()?;
         let tx = self.begin_durable()?;
         let mut out = Vec::with_capacity(ids_in.len());
         {
@@ -1210,6 +1223,7 @@ impl Store for RedbStore {
         recipient: &str,
         items: &[([u8; 32], u32, u32)],
     ) -> Result<Vec<bool>, StoreError> {
+        let _quiet = self.quiesce()?;
         let tx = self.begin_durable()?;
         let mut out = Vec::with_capacity(items.len());
         {
