@@ -28,40 +28,28 @@
 //! - `segments`: `segment -> (live bytes, total bytes)` of each log segment; a
 //!   segment with no live bytes is deleted by the purge, and one mostly dead is
 //!   compacted (its live records copied to the active segment);
-//! - `meta`: `next_seq`, `format`.
+//! - `meta`: `next_seq`, `format`, the checkpoint position.
 //!
-//! Values are a small hand-written encoding; every decode checks lengths and
-//! returns `StoreError::Corrupt` instead of panicking.
+//! The tables, their value encodings and the indexing of new messages are in
+//! `redb_index.rs`; background checkpoints in `redb_checkpoint.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use redb::{Table, TableDefinition, WriteTransaction};
+use redb::{Table, WriteTransaction};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::body_log::{BodyLog, BodyRef, LogPos, LogRecord, Pending, RecordMeta};
+use super::body_log::{BodyLog, LogPos, LogRecord, Pending, RecordMeta};
 use super::redb_checkpoint::{Checkpointer, Shared};
+use super::redb_index::*;
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
 
-type Id<'a> = &'a [u8; 32];
-
-const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
-const IDS: TableDefinition<Id, &[u8]> = TableDefinition::new("ids");
-const EXPIRY: TableDefinition<(u32, Id), ()> = TableDefinition::new("expiry");
-const CREATED: TableDefinition<(u32, Id), bool> = TableDefinition::new("created");
-const SEGMENTS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("segments");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-const NEXT_SEQ: &str = "next_seq";
 /// Layout version. 2: bodies in the log (1, never marked, kept them in `inbox`).
 const FORMAT: &str = "format";
 const FORMAT_VERSION: u64 = 2;
-/// The log position the durable index covers (see the module docs).
-const CKPT_SEG: &str = "ckpt_seg";
-const CKPT_OFF: &str = "ckpt_off";
 
 /// A checkpoint after this many messages committed without one: bounds the
 /// replay after a crash (well under a second), and the index pages a durable
@@ -99,223 +87,6 @@ pub struct RedbStore {
     /// outside a write transaction.
     put_lock: Mutex<()>,
 }
-
-fn be(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("redb: {e}"))
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(format!("redb: {what}"))
-}
-
-// ---- value encodings ---------------------------------------------------------
-
-/// What `ids` says about an id.
-enum IdRec {
-    Live {
-        seq: u64,
-        created: u32,
-        expires: u32,
-        recipient: String,
-    },
-    Tomb {
-        created: u32,
-        expires: u32,
-    },
-}
-
-const TAG_LIVE: u8 = 0;
-const TAG_TOMB: u8 = 1;
-
-fn enc_live(seq: u64, created: u32, expires: u32, recipient: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(17 + recipient.len());
-    v.push(TAG_LIVE);
-    v.extend_from_slice(&seq.to_le_bytes());
-    v.extend_from_slice(&created.to_le_bytes());
-    v.extend_from_slice(&expires.to_le_bytes());
-    v.extend_from_slice(recipient.as_bytes());
-    v
-}
-
-fn enc_tomb(created: u32, expires: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(9);
-    v.push(TAG_TOMB);
-    v.extend_from_slice(&created.to_le_bytes());
-    v.extend_from_slice(&expires.to_le_bytes());
-    v
-}
-
-fn u32_at(b: &[u8], at: usize) -> Result<u32, StoreError> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| corrupt("short record"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Result<u64, StoreError> {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or_else(|| corrupt("short record"))
-}
-
-fn dec_id_rec(b: &[u8]) -> Result<IdRec, StoreError> {
-    match b.first() {
-        Some(&TAG_LIVE) => {
-            let recipient = std::str::from_utf8(b.get(17..).ok_or_else(|| corrupt("short id"))?)
-                .map_err(|_| corrupt("recipient not UTF-8"))?
-                .to_owned();
-            Ok(IdRec::Live {
-                seq: u64_at(b, 1)?,
-                created: u32_at(b, 9)?,
-                expires: u32_at(b, 13)?,
-                recipient,
-            })
-        }
-        Some(&TAG_TOMB) if b.len() == 9 => Ok(IdRec::Tomb {
-            created: u32_at(b, 1)?,
-            expires: u32_at(b, 5)?,
-        }),
-        _ => Err(corrupt("bad id record")),
-    }
-}
-
-/// Inbox record: id(32) created(4) expires(4) seg(4) off(8) len(4)
-/// sender_len(1) sender.
-fn enc_msg(m: &Fresh<'_>) -> Vec<u8> {
-    let mut v = Vec::with_capacity(REC_SENDER + m.sender.len());
-    v.extend_from_slice(m.id);
-    v.extend_from_slice(&m.created.to_le_bytes());
-    v.extend_from_slice(&m.expires.to_le_bytes());
-    push_ref(&mut v, &m.at);
-    // check_new bounds the sender to 255 bytes, so the length fits one byte.
-    v.push(m.sender.len() as u8);
-    v.extend_from_slice(m.sender.as_bytes());
-    v
-}
-
-/// A message to index: new in `put_batch`, or replayed from the log.
-struct Fresh<'a> {
-    id: &'a [u8; 32],
-    seq: u64,
-    created: u32,
-    expires: u32,
-    recipient: &'a str,
-    sender: &'a str,
-    at: BodyRef,
-}
-
-impl<'a> Fresh<'a> {
-    /// The index entry of a log record written at `at`.
-    fn of(r: &LogRecord<'a>, at: BodyRef) -> Self {
-        Fresh {
-            id: r.id,
-            seq: r.seq,
-            created: r.created,
-            expires: r.expires,
-            recipient: r.recipient,
-            sender: r.sender,
-            at,
-        }
-    }
-}
-
-const REC_REF: usize = 40;
-const REC_SENDER: usize = 57;
-
-fn push_ref(v: &mut Vec<u8>, r: &BodyRef) {
-    v.extend_from_slice(&r.seg.to_le_bytes());
-    v.extend_from_slice(&r.off.to_le_bytes());
-    v.extend_from_slice(&r.len.to_le_bytes());
-}
-
-/// The same record with its body moved (compaction).
-fn with_ref(b: &[u8], r: &BodyRef) -> Vec<u8> {
-    let mut v = Vec::with_capacity(b.len());
-    v.extend_from_slice(&b[..REC_REF]);
-    push_ref(&mut v, r);
-    v.extend_from_slice(&b[REC_SENDER - 1..]);
-    v
-}
-
-/// An inbox record decoded, body not yet read.
-struct InboxRec {
-    id: [u8; 32],
-    created: u32,
-    expires: u32,
-    body: BodyRef,
-    sender: String,
-}
-
-fn msg_ref(b: &[u8]) -> Result<BodyRef, StoreError> {
-    Ok(BodyRef {
-        seg: u32_at(b, REC_REF)?,
-        off: u64_at(b, REC_REF + 4)?,
-        len: u32_at(b, REC_REF + 12)?,
-    })
-}
-
-fn dec_msg(b: &[u8]) -> Result<InboxRec, StoreError> {
-    let id: [u8; 32] = b
-        .get(..32)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| corrupt("short message record"))?;
-    let slen = *b
-        .get(REC_SENDER - 1)
-        .ok_or_else(|| corrupt("short message record"))? as usize;
-    let sender = b
-        .get(REC_SENDER..REC_SENDER + slen)
-        .filter(|_| b.len() == REC_SENDER + slen)
-        .ok_or_else(|| corrupt("bad message record length"))?;
-    let sender = std::str::from_utf8(sender)
-        .map_err(|_| corrupt("sender not UTF-8"))?
-        .to_owned();
-    Ok(InboxRec {
-        id,
-        created: u32_at(b, 32)?,
-        expires: u32_at(b, 36)?,
-        body: msg_ref(b)?,
-        sender,
-    })
-}
-
-/// The expires field of an inbox record without decoding the rest (page filter).
-fn msg_expires(b: &[u8]) -> Result<u32, StoreError> {
-    u32_at(b, 36)
-}
-
-/// Changes to the `segments` counters within one transaction.
-#[derive(Default)]
-struct SegDeltas(HashMap<u32, (i64, i64)>);
-
-impl SegDeltas {
-    fn add(&mut self, r: &BodyRef) {
-        let d = self.0.entry(r.seg).or_default();
-        d.0 += i64::from(r.len);
-        d.1 += i64::from(r.len);
-    }
-    fn kill(&mut self, r: &BodyRef) {
-        self.0.entry(r.seg).or_default().0 -= i64::from(r.len);
-    }
-    fn apply(self, t: &mut Table<u32, (u64, u64)>) -> Result<(), StoreError> {
-        for (seg, (live, total)) in self.0 {
-            let (l, tot) = t.get(seg).map_err(be)?.map(|g| g.value()).unwrap_or((0, 0));
-            let l = l.saturating_add_signed(live);
-            let tot = tot.saturating_add_signed(total);
-            t.insert(seg, (l, tot)).map_err(be)?;
-        }
-        Ok(())
-    }
-}
-
-/// One item of an inbox range scan.
-type InboxItem<'a> = Result<
-    (
-        redb::AccessGuard<'a, (&'static str, u64)>,
-        redb::AccessGuard<'a, &'static [u8]>,
-    ),
-    redb::StorageError,
->;
 
 // ---- the store ---------------------------------------------------------------
 
@@ -795,98 +566,6 @@ impl RedbStore {
         }
         self.commit_durable(tx)?;
         self.log.remove(seg)
-    }
-}
-
-/// Records the log position a commit's index covers.
-fn set_ckpt(meta: &mut Table<&'static str, u64>, end: LogPos) -> Result<(), StoreError> {
-    meta.insert(CKPT_SEG, u64::from(end.seg)).map_err(be)?;
-    meta.insert(CKPT_OFF, end.off).map_err(be)?;
-    Ok(())
-}
-
-/// The checkpointer's way to index what `put_batch` deferred (not durable).
-fn index_deferred(db: &Database, deferred: &[RecordMeta], end: LogPos) -> Result<(), StoreError> {
-    let mut tx = db.begin_write().map_err(be)?;
-    tx.set_durability(Durability::None).map_err(be)?;
-    {
-        let mut t = IndexTables::open(&tx)?;
-        let next = deferred
-            .iter()
-            .map(|f| f.seq + 1)
-            .max()
-            .unwrap_or(1)
-            .max(t.next_seq()?);
-        let mut fresh: Vec<Fresh<'_>> = deferred
-            .iter()
-            .map(|r| Fresh::of(&r.with_body(&[]), r.at))
-            .collect();
-        t.index(&mut fresh, next, end)?;
-    }
-    tx.commit().map_err(be)
-}
-
-/// The tables a batch of new messages is indexed into.
-struct IndexTables<'t> {
-    meta: Table<'t, &'static str, u64>,
-    inbox: Table<'t, (&'static str, u64), &'static [u8]>,
-    ids: Table<'t, Id<'static>, &'static [u8]>,
-    expiry: Table<'t, (u32, Id<'static>), ()>,
-    created: Table<'t, (u32, Id<'static>), bool>,
-    segs: Table<'t, u32, (u64, u64)>,
-}
-
-impl<'t> IndexTables<'t> {
-    fn open(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
-        Ok(IndexTables {
-            meta: tx.open_table(META).map_err(be)?,
-            inbox: tx.open_table(INBOX).map_err(be)?,
-            ids: tx.open_table(IDS).map_err(be)?,
-            expiry: tx.open_table(EXPIRY).map_err(be)?,
-            created: tx.open_table(CREATED).map_err(be)?,
-            segs: tx.open_table(SEGMENTS).map_err(be)?,
-        })
-    }
-
-    fn next_seq(&self) -> Result<u64, StoreError> {
-        Ok(match self.meta.get(NEXT_SEQ).map_err(be)? {
-            Some(g) => g.value(),
-            None => 1,
-        })
-    }
-
-    /// Inserts the index entries of `fresh` (each table in its own key order,
-    /// which keeps each B-tree walk near the last one), the segment counters,
-    /// `next_seq` and the log position this commit covers.
-    fn index(&mut self, fresh: &mut [Fresh<'_>], next: u64, end: LogPos) -> Result<(), StoreError> {
-        let mut deltas = SegDeltas::default();
-        fresh.sort_unstable_by(|a, b| (a.recipient, a.seq).cmp(&(b.recipient, b.seq)));
-        for m in fresh.iter() {
-            self.inbox
-                .insert((m.recipient, m.seq), enc_msg(m).as_slice())
-                .map_err(be)?;
-            deltas.add(&m.at);
-        }
-        fresh.sort_unstable_by_key(|m| m.id);
-        for m in fresh.iter() {
-            self.ids
-                .insert(
-                    m.id,
-                    enc_live(m.seq, m.created, m.expires, m.recipient).as_slice(),
-                )
-                .map_err(be)?;
-        }
-        fresh.sort_unstable_by_key(|m| (m.expires, m.id));
-        for m in fresh.iter() {
-            self.expiry.insert((m.expires, m.id), ()).map_err(be)?;
-        }
-        fresh.sort_unstable_by_key(|m| (m.created, m.id));
-        for m in fresh.iter() {
-            self.created.insert((m.created, m.id), false).map_err(be)?;
-        }
-        deltas.apply(&mut self.segs)?;
-        self.meta.insert(NEXT_SEQ, next).map_err(be)?;
-        set_ckpt(&mut self.meta, end)
     }
 }
 

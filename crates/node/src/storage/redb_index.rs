@@ -1,0 +1,345 @@
+//! The redb backend's tables, the encoding of their values, and how new
+//! messages become index entries (`IndexTables::index`). The store itself,
+//! with its read and write paths, is `redb_store.rs`.
+//!
+//! Values are a small hand-written encoding; every decode checks lengths and
+//! returns `StoreError::Corrupt` instead of panicking.
+
+use std::collections::HashMap;
+
+use redb::{Database, Durability, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use super::body_log::{BodyRef, LogPos, LogRecord, RecordMeta};
+use super::StoreError;
+
+pub(super) type Id<'a> = &'a [u8; 32];
+
+pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
+pub(super) const IDS: TableDefinition<Id, &[u8]> = TableDefinition::new("ids");
+pub(super) const EXPIRY: TableDefinition<(u32, Id), ()> = TableDefinition::new("expiry");
+pub(super) const CREATED: TableDefinition<(u32, Id), bool> = TableDefinition::new("created");
+pub(super) const SEGMENTS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("segments");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub(super) const NEXT_SEQ: &str = "next_seq";
+/// The log position the durable index covers (see the module docs).
+pub(super) const CKPT_SEG: &str = "ckpt_seg";
+pub(super) const CKPT_OFF: &str = "ckpt_off";
+
+pub(super) fn be(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("redb: {e}"))
+}
+
+pub(super) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("redb: {what}"))
+}
+
+// ---- value encodings ---------------------------------------------------------
+
+/// What `ids` says about an id.
+pub(super) enum IdRec {
+    Live {
+        seq: u64,
+        created: u32,
+        expires: u32,
+        recipient: String,
+    },
+    Tomb {
+        created: u32,
+        expires: u32,
+    },
+}
+
+pub(super) const TAG_LIVE: u8 = 0;
+pub(super) const TAG_TOMB: u8 = 1;
+
+pub(super) fn enc_live(seq: u64, created: u32, expires: u32, recipient: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(17 + recipient.len());
+    v.push(TAG_LIVE);
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.extend_from_slice(&created.to_le_bytes());
+    v.extend_from_slice(&expires.to_le_bytes());
+    v.extend_from_slice(recipient.as_bytes());
+    v
+}
+
+pub(super) fn enc_tomb(created: u32, expires: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9);
+    v.push(TAG_TOMB);
+    v.extend_from_slice(&created.to_le_bytes());
+    v.extend_from_slice(&expires.to_le_bytes());
+    v
+}
+
+pub(super) fn u32_at(b: &[u8], at: usize) -> Result<u32, StoreError> {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| corrupt("short record"))
+}
+
+pub(super) fn u64_at(b: &[u8], at: usize) -> Result<u64, StoreError> {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| corrupt("short record"))
+}
+
+pub(super) fn dec_id_rec(b: &[u8]) -> Result<IdRec, StoreError> {
+    match b.first() {
+        Some(&TAG_LIVE) => {
+            let recipient = std::str::from_utf8(b.get(17..).ok_or_else(|| corrupt("short id"))?)
+                .map_err(|_| corrupt("recipient not UTF-8"))?
+                .to_owned();
+            Ok(IdRec::Live {
+                seq: u64_at(b, 1)?,
+                created: u32_at(b, 9)?,
+                expires: u32_at(b, 13)?,
+                recipient,
+            })
+        }
+        Some(&TAG_TOMB) if b.len() == 9 => Ok(IdRec::Tomb {
+            created: u32_at(b, 1)?,
+            expires: u32_at(b, 5)?,
+        }),
+        _ => Err(corrupt("bad id record")),
+    }
+}
+
+/// Inbox record: id(32) created(4) expires(4) seg(4) off(8) len(4)
+/// sender_len(1) sender.
+pub(super) fn enc_msg(m: &Fresh<'_>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(REC_SENDER + m.sender.len());
+    v.extend_from_slice(m.id);
+    v.extend_from_slice(&m.created.to_le_bytes());
+    v.extend_from_slice(&m.expires.to_le_bytes());
+    push_ref(&mut v, &m.at);
+    // check_new bounds the sender to 255 bytes, so the length fits one byte.
+    v.push(m.sender.len() as u8);
+    v.extend_from_slice(m.sender.as_bytes());
+    v
+}
+
+/// A message to index: new in `put_batch`, or replayed from the log.
+pub(super) struct Fresh<'a> {
+    pub(super) id: &'a [u8; 32],
+    pub(super) seq: u64,
+    pub(super) created: u32,
+    pub(super) expires: u32,
+    pub(super) recipient: &'a str,
+    pub(super) sender: &'a str,
+    pub(super) at: BodyRef,
+}
+
+impl<'a> Fresh<'a> {
+    /// The index entry of a log record written at `at`.
+    pub(super) fn of(r: &LogRecord<'a>, at: BodyRef) -> Self {
+        Fresh {
+            id: r.id,
+            seq: r.seq,
+            created: r.created,
+            expires: r.expires,
+            recipient: r.recipient,
+            sender: r.sender,
+            at,
+        }
+    }
+}
+
+pub(super) const REC_REF: usize = 40;
+pub(super) const REC_SENDER: usize = 57;
+
+pub(super) fn push_ref(v: &mut Vec<u8>, r: &BodyRef) {
+    v.extend_from_slice(&r.seg.to_le_bytes());
+    v.extend_from_slice(&r.off.to_le_bytes());
+    v.extend_from_slice(&r.len.to_le_bytes());
+}
+
+/// The same record with its body moved (compaction).
+pub(super) fn with_ref(b: &[u8], r: &BodyRef) -> Vec<u8> {
+    let mut v = Vec::with_capacity(b.len());
+    v.extend_from_slice(&b[..REC_REF]);
+    push_ref(&mut v, r);
+    v.extend_from_slice(&b[REC_SENDER - 1..]);
+    v
+}
+
+/// An inbox record decoded, body not yet read.
+pub(super) struct InboxRec {
+    pub(super) id: [u8; 32],
+    pub(super) created: u32,
+    pub(super) expires: u32,
+    pub(super) body: BodyRef,
+    pub(super) sender: String,
+}
+
+pub(super) fn msg_ref(b: &[u8]) -> Result<BodyRef, StoreError> {
+    Ok(BodyRef {
+        seg: u32_at(b, REC_REF)?,
+        off: u64_at(b, REC_REF + 4)?,
+        len: u32_at(b, REC_REF + 12)?,
+    })
+}
+
+pub(super) fn dec_msg(b: &[u8]) -> Result<InboxRec, StoreError> {
+    let id: [u8; 32] = b
+        .get(..32)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| corrupt("short message record"))?;
+    let slen = *b
+        .get(REC_SENDER - 1)
+        .ok_or_else(|| corrupt("short message record"))? as usize;
+    let sender = b
+        .get(REC_SENDER..REC_SENDER + slen)
+        .filter(|_| b.len() == REC_SENDER + slen)
+        .ok_or_else(|| corrupt("bad message record length"))?;
+    let sender = std::str::from_utf8(sender)
+        .map_err(|_| corrupt("sender not UTF-8"))?
+        .to_owned();
+    Ok(InboxRec {
+        id,
+        created: u32_at(b, 32)?,
+        expires: u32_at(b, 36)?,
+        body: msg_ref(b)?,
+        sender,
+    })
+}
+
+/// The expires field of an inbox record without decoding the rest (page filter).
+pub(super) fn msg_expires(b: &[u8]) -> Result<u32, StoreError> {
+    u32_at(b, 36)
+}
+
+/// Changes to the `segments` counters within one transaction.
+#[derive(Default)]
+pub(super) struct SegDeltas(HashMap<u32, (i64, i64)>);
+
+impl SegDeltas {
+    pub(super) fn add(&mut self, r: &BodyRef) {
+        let d = self.0.entry(r.seg).or_default();
+        d.0 += i64::from(r.len);
+        d.1 += i64::from(r.len);
+    }
+    pub(super) fn kill(&mut self, r: &BodyRef) {
+        self.0.entry(r.seg).or_default().0 -= i64::from(r.len);
+    }
+    pub(super) fn apply(self, t: &mut Table<u32, (u64, u64)>) -> Result<(), StoreError> {
+        for (seg, (live, total)) in self.0 {
+            let (l, tot) = t.get(seg).map_err(be)?.map(|g| g.value()).unwrap_or((0, 0));
+            let l = l.saturating_add_signed(live);
+            let tot = tot.saturating_add_signed(total);
+            t.insert(seg, (l, tot)).map_err(be)?;
+        }
+        Ok(())
+    }
+}
+
+/// One item of an inbox range scan.
+pub(super) type InboxItem<'a> = Result<
+    (
+        redb::AccessGuard<'a, (&'static str, u64)>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
+/// Records the log position a commit's index covers.
+pub(super) fn set_ckpt(meta: &mut Table<&'static str, u64>, end: LogPos) -> Result<(), StoreError> {
+    meta.insert(CKPT_SEG, u64::from(end.seg)).map_err(be)?;
+    meta.insert(CKPT_OFF, end.off).map_err(be)?;
+    Ok(())
+}
+
+/// The checkpointer's way to index what `put_batch` deferred (not durable).
+pub(super) fn index_deferred(
+    db: &Database,
+    deferred: &[RecordMeta],
+    end: LogPos,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin_write().map_err(be)?;
+    tx.set_durability(Durability::None).map_err(be)?;
+    {
+        let mut t = IndexTables::open(&tx)?;
+        let next = deferred
+            .iter()
+            .map(|f| f.seq + 1)
+            .max()
+            .unwrap_or(1)
+            .max(t.next_seq()?);
+        let mut fresh: Vec<Fresh<'_>> = deferred
+            .iter()
+            .map(|r| Fresh::of(&r.with_body(&[]), r.at))
+            .collect();
+        t.index(&mut fresh, next, end)?;
+    }
+    tx.commit().map_err(be)
+}
+
+/// The tables a batch of new messages is indexed into.
+pub(super) struct IndexTables<'t> {
+    pub(super) meta: Table<'t, &'static str, u64>,
+    pub(super) inbox: Table<'t, (&'static str, u64), &'static [u8]>,
+    pub(super) ids: Table<'t, Id<'static>, &'static [u8]>,
+    pub(super) expiry: Table<'t, (u32, Id<'static>), ()>,
+    pub(super) created: Table<'t, (u32, Id<'static>), bool>,
+    pub(super) segs: Table<'t, u32, (u64, u64)>,
+}
+
+impl<'t> IndexTables<'t> {
+    pub(super) fn open(tx: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(IndexTables {
+            meta: tx.open_table(META).map_err(be)?,
+            inbox: tx.open_table(INBOX).map_err(be)?,
+            ids: tx.open_table(IDS).map_err(be)?,
+            expiry: tx.open_table(EXPIRY).map_err(be)?,
+            created: tx.open_table(CREATED).map_err(be)?,
+            segs: tx.open_table(SEGMENTS).map_err(be)?,
+        })
+    }
+
+    pub(super) fn next_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.meta.get(NEXT_SEQ).map_err(be)? {
+            Some(g) => g.value(),
+            None => 1,
+        })
+    }
+
+    /// Inserts the index entries of `fresh` (each table in its own key order,
+    /// which keeps each B-tree walk near the last one), the segment counters,
+    /// `next_seq` and the log position this commit covers.
+    pub(super) fn index(
+        &mut self,
+        fresh: &mut [Fresh<'_>],
+        next: u64,
+        end: LogPos,
+    ) -> Result<(), StoreError> {
+        let mut deltas = SegDeltas::default();
+        fresh.sort_unstable_by(|a, b| (a.recipient, a.seq).cmp(&(b.recipient, b.seq)));
+        for m in fresh.iter() {
+            self.inbox
+                .insert((m.recipient, m.seq), enc_msg(m).as_slice())
+                .map_err(be)?;
+            deltas.add(&m.at);
+        }
+        fresh.sort_unstable_by_key(|m| m.id);
+        for m in fresh.iter() {
+            self.ids
+                .insert(
+                    m.id,
+                    enc_live(m.seq, m.created, m.expires, m.recipient).as_slice(),
+                )
+                .map_err(be)?;
+        }
+        fresh.sort_unstable_by_key(|m| (m.expires, m.id));
+        for m in fresh.iter() {
+            self.expiry.insert((m.expires, m.id), ()).map_err(be)?;
+        }
+        fresh.sort_unstable_by_key(|m| (m.created, m.id));
+        for m in fresh.iter() {
+            self.created.insert((m.created, m.id), false).map_err(be)?;
+        }
+        deltas.apply(&mut self.segs)?;
+        self.meta.insert(NEXT_SEQ, next).map_err(be)?;
+        set_ckpt(&mut self.meta, end)
+    }
+}
