@@ -502,14 +502,7 @@ async fn run_async(a: ReplicationBenchArgs) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let catch_up = t0.elapsed();
-    let writer: serde_json::Value = c
-        .get(format!("{}/v1/info", restarted.url))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let writer = get_json(&c, &format!("{}/v1/info", restarted.url)).await?;
     let writer = &writer["stats"]["writer"];
     eprintln!(
         "restarted node's writer: {} commits, largest {}, busy {:.1} s of {:.1} s",
