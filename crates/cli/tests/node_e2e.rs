@@ -11,7 +11,6 @@ use fio_l2_protocol::SignedMessage;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn parties() -> (Party, Party) {
     (
@@ -497,44 +496,6 @@ async fn live_subscription_and_since_replay() {
     );
 }
 
-/// Serve one canned answer per path prefix, like a (lying) node would.
-async fn fake_node(routes: Vec<(String, String)>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let routes = routes.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![];
-                let mut tmp = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let (status, body) = routes
-                    .iter()
-                    .find(|(p, _)| path.starts_with(p.as_str()))
-                    .map(|(_, b)| ("200 OK", b.clone()))
-                    .unwrap_or(("404 Not Found", "{}".to_string()));
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_inbox_flags_a_forged_message_from_a_lying_node() {
     let (_dir, node, c, alice, bob) = setup(&[]).await;
@@ -566,7 +527,7 @@ async fn cli_inbox_flags_a_forged_message_from_a_lying_node() {
         {"seq": 2, "envelope": forged},
         {"seq": 3, "envelope": misrouted.to_json_value(true)},
     ], "next_cursor": null});
-    let fake = fake_node(vec![
+    let fake = fake_http(vec![
         ("/v1/info".into(), info.to_string()),
         ("/v1/inbox/bob@dev".into(), page.to_string()),
     ])

@@ -679,32 +679,47 @@ impl Drop for CutProxy {
 /// chain `chain_id` (so a node configured with it learns its identity) and
 /// 404 to everything else. Returns its URL.
 pub async fn spawn_fake_peer(node_id: &str, chain_id: &[u8; 32]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let info = json!({"node_id": node_id, "chain_id": hex::encode(chain_id)}).to_string();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
+    fake_http(vec![("/v1/info".to_string(), info)]).await
+}
+
+/// An HTTP server on loopback that answers 200 with a canned JSON body per
+/// path prefix, like a (lying) node would, and 404 to everything else.
+/// Returns its URL.
+pub async fn fake_http(routes: Vec<(String, String)>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                continue;
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
             };
-            let info = info.clone();
+            let routes = routes.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let (status, body) = if head.starts_with("GET /v1/info") {
-                    ("200 OK", info)
-                } else {
-                    ("404 Not Found", "{}".to_string())
-                };
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![];
+                let mut tmp = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, body) = routes
+                    .iter()
+                    .find(|(p, _)| path.starts_with(p.as_str()))
+                    .map(|(_, b)| ("200 OK", b.clone()))
+                    .unwrap_or(("404 Not Found", "{}".to_string()));
                 let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
-                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
             });
         }
     });
-    url
+    format!("http://{addr}")
 }
