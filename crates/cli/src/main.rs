@@ -17,6 +17,12 @@ mod util;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: the node allocates and frees many
+/// small buffers per envelope on several threads, where glibc's arenas
+/// spent 8-10 % of each thread's CPU (perf, `bench node`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "fio-l2",

@@ -363,6 +363,53 @@ pub fn reopen_keeps_everything(open: &dyn Fn(&Path) -> Arc<dyn Store>) {
     assert!(inserted(put1(&*s, msg(5, "bob@wallet", 104, LATER))) > new_seq);
 }
 
+/// Peers' tombstones: for a stored message, and for ids never stored here
+/// (which take seqs of their own in the redb backend). They refuse a re-put,
+/// survive a reopen, never share a seq with a later message, show in `range`
+/// and go with the purge.
+pub fn peer_tombstones_persist_and_purge(open: &dyn Fn(&Path) -> Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let first = {
+        let s = open(dir.path());
+        let first = inserted(put1(&*s, msg(1, "bob@wallet", 100, LATER)));
+        let items = [
+            (id(1), 100, LATER),
+            (id(2), 100, LATER),
+            (id(3), 90, NOW + 5),
+        ];
+        assert_eq!(
+            s.put_tombstones("bob@wallet", &items).unwrap(),
+            vec![true; 3]
+        );
+        first
+    };
+    let s = open(dir.path());
+    assert_eq!(s.count().unwrap(), 0);
+    for n in 1..=3 {
+        assert_eq!(
+            put1(&*s, msg(n, "bob@wallet", 100, LATER)),
+            PutOutcome::Deleted,
+            "id {n}"
+        );
+    }
+    let later = inserted(put1(&*s, msg(4, "bob@wallet", 100, LATER)));
+    assert!(later > first);
+    assert_eq!(
+        s.range(0, u32::MAX, 10).unwrap(),
+        vec![
+            (90, id(3), true),
+            (100, id(1), true),
+            (100, id(2), true),
+            (100, id(4), false),
+        ]
+    );
+    assert_eq!(s.purge_expired(NOW + 5).unwrap(), 1);
+    assert_eq!(s.range(0, u32::MAX, 10).unwrap().len(), 3);
+    assert_eq!(s.purge_expired(LATER).unwrap(), 3);
+    assert!(s.range(0, u32::MAX, 10).unwrap().is_empty());
+    assert!(s.lookup(&id(2)).unwrap().is_none());
+}
+
 pub fn concurrent_readers_and_writers(open: &dyn Fn(&Path) -> Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
@@ -441,6 +488,10 @@ macro_rules! backend_tests {
             #[test]
             fn reopen_keeps_everything() {
                 super::reopen_keeps_everything(&opener);
+            }
+            #[test]
+            fn peer_tombstones_persist_and_purge() {
+                super::peer_tombstones_persist_and_purge(&opener);
             }
             #[test]
             fn concurrent_readers_and_writers() {

@@ -16,8 +16,14 @@ pub(super) type Id<'a> = &'a [u8; 32];
 
 pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
 pub(super) const IDS: TableDefinition<Id, &[u8]> = TableDefinition::new("ids");
-pub(super) const EXPIRY: TableDefinition<(u32, Id), ()> = TableDefinition::new("expiry");
-pub(super) const CREATED: TableDefinition<(u32, Id), bool> = TableDefinition::new("created");
+/// (expires, seq) -> id: what the purge removes, soonest first.
+pub(super) const EXPIRY: TableDefinition<(u32, u64), Id> = TableDefinition::new("expiry_by_seq");
+/// (created, seq) -> (id, deleted): the replication set. Both time tables are
+/// keyed by the local seq, not the id: new messages, created about now, then
+/// land at the tree's right edge and a batch dirties a few pages, where random
+/// ids dirtied (and the checkpoint wrote) about one page per message.
+pub(super) const CREATED: TableDefinition<(u32, u64), (Id, bool)> =
+    TableDefinition::new("created_by_seq");
 pub(super) const SEGMENTS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("segments");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -45,6 +51,7 @@ pub(super) enum IdRec {
         recipient: String,
     },
     Tomb {
+        seq: u64,
         created: u32,
         expires: u32,
     },
@@ -63,9 +70,12 @@ pub(super) fn enc_live(seq: u64, created: u32, expires: u32, recipient: &str) ->
     v
 }
 
-pub(super) fn enc_tomb(created: u32, expires: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(9);
+/// A tombstone keeps the seq of its time-table keys (the deleted message's,
+/// or one of its own for a peer's tombstone of a message never stored here).
+pub(super) fn enc_tomb(seq: u64, created: u32, expires: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(17);
     v.push(TAG_TOMB);
+    v.extend_from_slice(&seq.to_le_bytes());
     v.extend_from_slice(&created.to_le_bytes());
     v.extend_from_slice(&expires.to_le_bytes());
     v
@@ -98,9 +108,10 @@ pub(super) fn dec_id_rec(b: &[u8]) -> Result<IdRec, StoreError> {
                 recipient,
             })
         }
-        Some(&TAG_TOMB) if b.len() == 9 => Ok(IdRec::Tomb {
-            created: u32_at(b, 1)?,
-            expires: u32_at(b, 5)?,
+        Some(&TAG_TOMB) if b.len() == 17 => Ok(IdRec::Tomb {
+            seq: u64_at(b, 1)?,
+            created: u32_at(b, 9)?,
+            expires: u32_at(b, 13)?,
         }),
         _ => Err(corrupt("bad id record")),
     }
@@ -280,8 +291,8 @@ pub(super) struct IndexTables<'t> {
     pub(super) meta: Table<'t, &'static str, u64>,
     pub(super) inbox: Table<'t, (&'static str, u64), &'static [u8]>,
     pub(super) ids: Table<'t, Id<'static>, &'static [u8]>,
-    pub(super) expiry: Table<'t, (u32, Id<'static>), ()>,
-    pub(super) created: Table<'t, (u32, Id<'static>), bool>,
+    pub(super) expiry: Table<'t, (u32, u64), Id<'static>>,
+    pub(super) created: Table<'t, (u32, u64), (Id<'static>, bool)>,
     pub(super) segs: Table<'t, u32, (u64, u64)>,
 }
 
@@ -330,13 +341,15 @@ impl<'t> IndexTables<'t> {
                 )
                 .map_err(be)?;
         }
-        fresh.sort_unstable_by_key(|m| (m.expires, m.id));
+        fresh.sort_unstable_by_key(|m| (m.expires, m.seq));
         for m in fresh.iter() {
-            self.expiry.insert((m.expires, m.id), ()).map_err(be)?;
+            self.expiry.insert((m.expires, m.seq), m.id).map_err(be)?;
         }
-        fresh.sort_unstable_by_key(|m| (m.created, m.id));
+        fresh.sort_unstable_by_key(|m| (m.created, m.seq));
         for m in fresh.iter() {
-            self.created.insert((m.created, m.id), false).map_err(be)?;
+            self.created
+                .insert((m.created, m.seq), (m.id, false))
+                .map_err(be)?;
         }
         deltas.apply(&mut self.segs)?;
         self.meta.insert(NEXT_SEQ, next).map_err(be)?;

@@ -47,9 +47,10 @@ use super::redb_checkpoint::{Checkpointer, Shared};
 use super::redb_index::*;
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
 
-/// Layout version. 2: bodies in the log (1, never marked, kept them in `inbox`).
+/// Layout version. 3: the time tables keyed by seq; 2: bodies in the log
+/// (1, never marked, kept them in `inbox`).
 const FORMAT: &str = "format";
-const FORMAT_VERSION: u64 = 2;
+const FORMAT_VERSION: u64 = 3;
 
 /// A checkpoint after this many messages committed without one: bounds the
 /// replay after a crash (well under a second), and the index pages a durable
@@ -110,10 +111,6 @@ impl RedbStore {
         let ckpt: LogPos;
         {
             let inbox = tx.open_table(INBOX).map_err(be)?;
-            tx.open_table(IDS).map_err(be)?;
-            tx.open_table(EXPIRY).map_err(be)?;
-            tx.open_table(CREATED).map_err(be)?;
-            let segs = tx.open_table(SEGMENTS).map_err(be)?;
             let mut meta = tx.open_table(META).map_err(be)?;
             let format = meta.get(FORMAT).map_err(be)?.map(|g| g.value());
             match format {
@@ -130,6 +127,10 @@ impl RedbStore {
                     )))
                 }
             }
+            tx.open_table(IDS).map_err(be)?;
+            tx.open_table(EXPIRY).map_err(be)?;
+            tx.open_table(CREATED).map_err(be)?;
+            let segs = tx.open_table(SEGMENTS).map_err(be)?;
             let get = |k: &str| -> Result<u64, StoreError> {
                 Ok(meta.get(k).map_err(be)?.map(|g| g.value()).unwrap_or(0))
             };
@@ -766,10 +767,10 @@ impl Store for RedbStore {
                         recipient: r,
                     } if r == recipient => {
                         Self::remove_live(&mut inbox, recipient, seq, &mut deltas)?;
-                        ids.insert(id, enc_tomb(created, expires).as_slice())
+                        ids.insert(id, enc_tomb(seq, created, expires).as_slice())
                             .map_err(be)?;
                         // expiry entry stays: it now expires the tombstone.
-                        created_t.insert((created, id), true).map_err(be)?;
+                        created_t.insert((created, seq), (id, true)).map_err(be)?;
                         out.push(true);
                     }
                     _ => out.push(false),
@@ -788,11 +789,10 @@ impl Store for RedbStore {
             let n;
             {
                 let mut expiry = tx.open_table(EXPIRY).map_err(be)?;
-                let mut due: Vec<(u32, [u8; 32])> = Vec::new();
-                for item in expiry.range(..=(now, &[0xffu8; 32])).map_err(be)? {
-                    let (k, _) = item.map_err(be)?;
-                    let (e, id) = k.value();
-                    due.push((e, *id));
+                let mut due: Vec<((u32, u64), [u8; 32])> = Vec::new();
+                for item in expiry.range(..=(now, u64::MAX)).map_err(be)? {
+                    let (k, v) = item.map_err(be)?;
+                    due.push((k.value(), *v.value()));
                     if due.len() >= PURGE_CHUNK {
                         break;
                     }
@@ -802,14 +802,14 @@ impl Store for RedbStore {
                 let mut ids = tx.open_table(IDS).map_err(be)?;
                 let mut created_t = tx.open_table(CREATED).map_err(be)?;
                 let mut deltas = SegDeltas::default();
-                for (e, id) in &due {
-                    expiry.remove((*e, id)).map_err(be)?;
+                for (key, id) in &due {
+                    expiry.remove(*key).map_err(be)?;
                     let rec = match ids.remove(id).map_err(be)? {
                         Some(g) => dec_id_rec(g.value())?,
                         // An expiry entry without its id: drop it, nothing else to do.
                         None => continue,
                     };
-                    let created = match rec {
+                    let (created, seq) = match rec {
                         IdRec::Live {
                             seq,
                             created,
@@ -817,11 +817,11 @@ impl Store for RedbStore {
                             ..
                         } => {
                             Self::remove_live(&mut inbox, &recipient, seq, &mut deltas)?;
-                            created
+                            (created, seq)
                         }
-                        IdRec::Tomb { created, .. } => created,
+                        IdRec::Tomb { seq, created, .. } => (created, seq),
                     };
-                    created_t.remove((created, id)).map_err(be)?;
+                    created_t.remove((created, seq)).map_err(be)?;
                 }
                 deltas.apply(&mut tx.open_table(SEGMENTS).map_err(be)?)?;
             }
@@ -880,16 +880,21 @@ impl Store for RedbStore {
         let tx = self.db.begin_read().map_err(be)?;
         let created = tx.open_table(CREATED).map_err(be)?;
         for item in created
-            .range((from_created, &[0u8; 32])..(to_created, &[0u8; 32]))
+            .range((from_created, 0)..(to_created, 0))
             .map_err(be)?
         {
             let (k, v) = item.map_err(be)?;
-            let (c, id) = k.value();
-            out.push((c, *id, v.value()));
-            if out.len() >= limit {
+            let created = k.value().0;
+            // Keyed by (created, seq), ids within a second come in arrival
+            // order: read the last second whole, sort, then cut.
+            if out.len() >= limit && out.last().map(|r| r.0) != Some(created) {
                 break;
             }
+            let (id, deleted) = v.value();
+            out.push((created, *id, deleted));
         }
+        out.sort_unstable();
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -905,6 +910,7 @@ impl Store for RedbStore {
         let _quiet = self.quiesce()?;
         let tx = self.begin_durable()?;
         let mut out = Vec::with_capacity(items.len());
+        let mut new_seqs = false;
         {
             let mut inbox = tx.open_table(INBOX).map_err(be)?;
             let mut ids = tx.open_table(IDS).map_err(be)?;
@@ -928,21 +934,32 @@ impl Store for RedbStore {
                             continue;
                         }
                         Self::remove_live(&mut inbox, recipient, seq, &mut deltas)?;
-                        ids.insert(id, enc_tomb(c, e).as_slice()).map_err(be)?;
-                        created_t.insert((c, id), true).map_err(be)?;
+                        ids.insert(id, enc_tomb(seq, c, e).as_slice()).map_err(be)?;
+                        created_t.insert((c, seq), (id, true)).map_err(be)?;
                         out.push(true);
                     }
                     Some(IdRec::Tomb { .. }) => out.push(true),
                     None => {
-                        ids.insert(id, enc_tomb(*created, *expires).as_slice())
+                        // A seq of its own for the time tables' keys.
+                        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                        ids.insert(id, enc_tomb(seq, *created, *expires).as_slice())
                             .map_err(be)?;
-                        expiry.insert((*expires, id), ()).map_err(be)?;
-                        created_t.insert((*created, id), true).map_err(be)?;
+                        expiry.insert((*expires, seq), id).map_err(be)?;
+                        created_t.insert((*created, seq), (id, true)).map_err(be)?;
+                        new_seqs = true;
                         out.push(true);
                     }
                 }
             }
             deltas.apply(&mut tx.open_table(SEGMENTS).map_err(be)?)?;
+            if new_seqs {
+                // quiesce() holds put_batch off: no seq is being handed out.
+                let next = self.next_seq.load(Ordering::Relaxed);
+                tx.open_table(META)
+                    .map_err(be)?
+                    .insert(NEXT_SEQ, next)
+                    .map_err(be)?;
+            }
         }
         self.commit_durable(tx)?;
         Ok(out)
