@@ -158,12 +158,7 @@ where
             };
             let st2 = st.clone();
             st.cpu
-                .run(move || {
-                    chunk
-                        .iter()
-                        .map(|b| offline_checks(&st2, b.as_ref(), &src))
-                        .collect::<Vec<_>>()
-                })
+                .run(move || offline_checks(&st2, &chunk, &src))
                 .await
                 .unwrap_or_else(|_| {
                     refuse_all(len, || {
@@ -187,10 +182,59 @@ fn refuse_all(n: usize, e: impl Fn() -> ApiError) -> Vec<OfflineResult> {
     (0..n).map(|_| (None, Err(e()))).collect()
 }
 
-/// Checks 1-4 of one envelope in order of cost, with the spam prechecks
-/// (limits.rs: recipient policy, proof of work, a peek at the rate buckets)
-/// before the known-id lookup and the signature. Blocking (store read, crypto).
-fn offline_checks(state: &NodeState, bytes: &[u8], source: &Source) -> OfflineResult {
+/// Checks 1-4 of a chunk of envelopes in order of cost, with the spam
+/// prechecks (limits.rs: recipient policy, proof of work, a peek at the rate
+/// buckets) before the known-id lookup (one store read for the chunk) and the
+/// signature. Blocking (store read, crypto).
+fn offline_checks<B: AsRef<[u8]>>(
+    state: &NodeState,
+    chunk: &[B],
+    source: &Source,
+) -> Vec<OfflineResult> {
+    let staged: Vec<_> = chunk
+        .iter()
+        .map(|b| cheap_checks(state, b.as_ref(), source))
+        .collect();
+    // 3. Known id: the same packed message is the same message, whatever
+    // its signature.
+    let ids: Vec<[u8; 32]> = staged
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().map(|(m, _)| m.id()))
+        .collect();
+    let mut known = match state.store.lookup_many(&ids) {
+        Ok(k) => Ok(k.into_iter()),
+        Err(e) => Err(e.to_string()),
+    };
+    staged
+        .into_iter()
+        .map(|(id, r)| {
+            let r = r.and_then(|(msg, ticket)| {
+                match &mut known {
+                    Err(e) => return Err(storage_error(e)),
+                    Ok(k) => match k.next().flatten() {
+                        Some(IdState::Stored { .. }) => return Ok(Offline::Known(existing(&msg))),
+                        Some(IdState::Deleted { .. }) => return Err(deleted()),
+                        None => {}
+                    },
+                }
+                // 4. The signature.
+                msg.verify_signature(&state.chain_id)?;
+                Ok(Offline::Checked(Box::new(msg), ticket))
+            });
+            (id, r)
+        })
+        .collect()
+}
+
+/// Checks 1, 2 and the spam prechecks of one envelope.
+fn cheap_checks(
+    state: &NodeState,
+    bytes: &[u8],
+    source: &Source,
+) -> (
+    Option<[u8; 32]>,
+    Result<(SignedMessage, crate::limits::Ticket), ApiError>,
+) {
     let limits = &state.config.limits;
     // 1. Size and shape.
     if bytes.len() > state.max_envelope_bytes() {
@@ -223,20 +267,9 @@ fn offline_checks(state: &NodeState, bytes: &[u8], source: &Source) -> OfflineRe
         // 2. Time window.
         msg.check_time(now_unix(), &state.time_policy())?;
         // 2b. Spam checks needing no crypto.
-        let ticket = crate::limits::precheck(state, &msg, source)?;
-        // 3. Known id: the same packed message is the same message,
-        // whatever its signature.
-        match state.store.lookup(&msg.id()) {
-            Err(e) => return Err(storage_error(e)),
-            Ok(Some(IdState::Stored { .. })) => return Ok(Offline::Known(existing(&msg))),
-            Ok(Some(IdState::Deleted { .. })) => return Err(deleted()),
-            Ok(None) => {}
-        }
-        // 4. The signature.
-        msg.verify_signature(&state.chain_id)?;
-        Ok(Offline::Checked(Box::new(msg), ticket))
+        crate::limits::precheck(state, &msg, source)
     })();
-    (id, r)
+    (id, r.map(|ticket| (msg, ticket)))
 }
 
 /// Check 5 (chain ownership), the home-node rule, then the charged limits.

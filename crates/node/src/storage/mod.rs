@@ -134,6 +134,11 @@ pub trait Store: Send + Sync {
     /// Cheap known-id check for early admission.
     fn lookup(&self, id: &[u8; 32]) -> Result<Option<IdState>, StoreError>;
 
+    /// `lookup` of each id, in order; a backend may share one read among them.
+    fn lookup_many(&self, ids: &[[u8; 32]]) -> Result<Vec<Option<IdState>>, StoreError> {
+        ids.iter().map(|id| self.lookup(id)).collect()
+    }
+
     /// One stored message by id (not a tombstone).
     fn get(&self, id: &[u8; 32]) -> Result<Option<StoredEntry>, StoreError>;
 

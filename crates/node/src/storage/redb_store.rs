@@ -277,13 +277,23 @@ impl RedbStore {
     /// What the index says of each message's id (input order; looked up in
     /// id order).
     fn known_ids(&self, msgs: &[NewMessage]) -> Result<Vec<Option<IdRec>>, StoreError> {
-        let mut known: Vec<Option<IdRec>> = (0..msgs.len()).map(|_| None).collect();
+        let ids: Vec<&[u8; 32]> = msgs.iter().map(|m| &m.id).collect();
+        self.read_ids(&ids)
+    }
+
+    /// The durable index's records of `wanted`, in one read transaction,
+    /// looked up in key order (each B-tree walk near the last).
+    fn read_ids(&self, wanted: &[&[u8; 32]]) -> Result<Vec<Option<IdRec>>, StoreError> {
+        let mut known: Vec<Option<IdRec>> = (0..wanted.len()).map(|_| None).collect();
+        if wanted.is_empty() {
+            return Ok(known);
+        }
         let tx = self.db.begin_read().map_err(be)?;
         let ids = tx.open_table(IDS).map_err(be)?;
-        let mut order: Vec<usize> = (0..msgs.len()).collect();
-        order.sort_unstable_by_key(|&i| msgs[i].id);
+        let mut order: Vec<usize> = (0..wanted.len()).collect();
+        order.sort_unstable_by_key(|&i| wanted[i]);
         for &i in &order {
-            if let Some(g) = ids.get(&msgs[i].id).map_err(be)? {
+            if let Some(g) = ids.get(wanted[i]).map_err(be)? {
                 known[i] = Some(dec_id_rec(g.value())?);
             }
         }
@@ -336,13 +346,6 @@ impl RedbStore {
         // Immediate is redb's default; set it anyway: the API promises fsync.
         tx.set_durability(Durability::Immediate).map_err(be)?;
         Ok(tx)
-    }
-
-    fn read_id(&self, id: &[u8; 32]) -> Result<Option<IdRec>, StoreError> {
-        let tx = self.db.begin_read().map_err(be)?;
-        let ids = tx.open_table(IDS).map_err(be)?;
-        let got = ids.get(id).map_err(be)?;
-        got.map(|g| dec_id_rec(g.value())).transpose()
     }
 
     /// Reads the bodies of decoded inbox records. `None`: a segment vanished
@@ -697,20 +700,30 @@ impl Store for RedbStore {
     }
 
     fn lookup(&self, id: &[u8; 32]) -> Result<Option<IdState>, StoreError> {
-        if let Some(seq) = self
-            .shared
-            .state
-            .lock()
-            .expect("index state lock")
-            .ids
-            .get(id)
+        Ok(self.lookup_many(std::slice::from_ref(id))?.pop().flatten())
+    }
+
+    fn lookup_many(&self, ids: &[[u8; 32]]) -> Result<Vec<Option<IdState>>, StoreError> {
+        let mut out: Vec<Option<IdState>> = Vec::with_capacity(ids.len());
+        let mut rest: Vec<&[u8; 32]> = Vec::new();
         {
-            return Ok(Some(IdState::Stored { seq: *seq }));
+            let st = self.shared.state.lock().expect("index state lock");
+            for id in ids {
+                let waiting = st.ids.get(id).map(|seq| IdState::Stored { seq: *seq });
+                if waiting.is_none() {
+                    rest.push(id);
+                }
+                out.push(waiting);
+            }
         }
-        Ok(self.read_id(id)?.map(|r| match r {
-            IdRec::Live { seq, .. } => IdState::Stored { seq },
-            IdRec::Tomb { expires, .. } => IdState::Deleted { expires },
-        }))
+        let mut found = self.read_ids(&rest)?.into_iter();
+        for slot in out.iter_mut().filter(|s| s.is_none()) {
+            *slot = found.next().flatten().map(|r| match r {
+                IdRec::Live { seq, .. } => IdState::Stored { seq },
+                IdRec::Tomb { expires, .. } => IdState::Deleted { expires },
+            });
+        }
+        Ok(out)
     }
 
     fn get(&self, id: &[u8; 32]) -> Result<Option<StoredEntry>, StoreError> {
