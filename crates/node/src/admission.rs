@@ -226,15 +226,14 @@ fn offline_checks<B: AsRef<[u8]>>(
         .collect()
 }
 
-/// Checks 1, 2 and the spam prechecks of one envelope.
-fn cheap_checks(
-    state: &NodeState,
-    bytes: &[u8],
-    source: &Source,
-) -> (
+/// An envelope past the cheap checks, with its id when it parsed.
+type Staged = (
     Option<[u8; 32]>,
     Result<(SignedMessage, crate::limits::Ticket), ApiError>,
-) {
+);
+
+/// Checks 1, 2 and the spam prechecks of one envelope.
+fn cheap_checks(state: &NodeState, bytes: &[u8], source: &Source) -> Staged {
     let limits = &state.config.limits;
     // 1. Size and shape.
     if bytes.len() > state.max_envelope_bytes() {
