@@ -71,6 +71,10 @@ const READ_RETRIES: usize = 3;
 /// past it `put_batch` waits for the checkpoint.
 const MAX_DEFERRED: usize = 100_000;
 
+/// Batches from this size on sync the log on a second thread while their
+/// index entries are built; smaller ones sync first, on the writer.
+const SYNC_ALONGSIDE_FROM: usize = 32;
+
 /// Purge removes at most this many ids per transaction, so a purge after a long
 /// downtime does not build one huge transaction in memory.
 const PURGE_CHUNK: usize = 10_000;
@@ -323,17 +327,25 @@ impl RedbStore {
         {
             let mut t = IndexTables::open(&tx)?;
             let next = self.next_seq.load(Ordering::Relaxed);
-            std::thread::scope(|scope| -> Result<(), StoreError> {
-                let synced = sync.map(|p| scope.spawn(|| p.sync()));
-                let indexed = t.index(fresh, next, end);
-                let synced = match synced {
-                    Some(h) => h
-                        .join()
-                        .unwrap_or_else(|_| Err(StoreError::Backend("log sync panicked".into()))),
-                    None => Ok(()),
-                };
-                indexed.and(synced)
-            })?;
+            match sync {
+                // A small batch: a second thread would cost more to start
+                // (and, on a busy machine, to be scheduled) than it saves.
+                Some(p) if fresh.len() < SYNC_ALONGSIDE_FROM => {
+                    p.sync()?;
+                    t.index(fresh, next, end)?;
+                }
+                sync => std::thread::scope(|scope| -> Result<(), StoreError> {
+                    let synced = sync.map(|p| scope.spawn(|| p.sync()));
+                    let indexed = t.index(fresh, next, end);
+                    let synced = match synced {
+                        Some(h) => h.join().unwrap_or_else(|_| {
+                            Err(StoreError::Backend("log sync panicked".into()))
+                        }),
+                        None => Ok(()),
+                    };
+                    indexed.and(synced)
+                })?,
+            }
         }
         // The log is synced: the messages are durable. The index becomes
         // durable at the next checkpoint.
