@@ -97,12 +97,16 @@ fn count(state: &NodeState, source: &Source, r: &Result<Admitted, ApiError>) {
     match r {
         Ok(a) if a.status == StatusCode::CREATED => Counters::bump(&state.counters.accepted),
         Ok(_) => Counters::bump(&state.counters.duplicates),
-        Err(e) => {
-            Counters::bump(&state.counters.refused);
-            state.spam.count_refusal(&e.code);
-            crate::limits::note_failure(state, source, &e.code);
-        }
+        Err(e) => count_refusal(state, source, e),
     }
+}
+
+/// Counts a refusal (node and spam counters, the client's failure score),
+/// also for one made before admission (an unreadable or oversize body).
+pub fn count_refusal(state: &NodeState, source: &Source, e: &ApiError) {
+    Counters::bump(&state.counters.refused);
+    state.spam.count_refusal(&e.code);
+    crate::limits::note_failure(state, source, &e.code);
 }
 
 /// After the offline checks: a message to take further, or the answer

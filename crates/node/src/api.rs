@@ -139,12 +139,16 @@ fn body_error(e: BytesRejection) -> ApiError {
 async fn post_messages(
     State(st): State<Arc<NodeState>>,
     ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Response {
     let source = Source::Client(remote.ip());
-    let body = match body {
+    let body = match crate::message_body::read(&st, &headers, body).await {
         Ok(b) => b,
-        Err(e) => return body_error(e).into_response(),
+        Err(e) => {
+            crate::admission::count_refusal(&st, &source, &e);
+            return e.into_response();
+        }
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'[') {

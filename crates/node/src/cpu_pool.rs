@@ -81,8 +81,9 @@ impl CpuPool {
     }
 }
 
+/// Lowers the calling thread's priority by `nice` (Linux; elsewhere a no-op).
 #[cfg(target_os = "linux")]
-fn lower_priority(nice: i32) {
+pub fn lower_priority(nice: i32) {
     // On Linux the nice value belongs to the thread, named by its tid; a new
     // thread starts with its creator's. Only raising it needs no privilege.
     // SAFETY: plain syscalls on the calling thread, no memory passed.
@@ -93,14 +94,14 @@ fn lower_priority(nice: i32) {
     };
     if r != 0 {
         tracing::warn!(
-            "could not lower the verification threads' priority: {}",
+            "could not lower a thread's priority: {}",
             std::io::Error::last_os_error()
         );
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_nice: i32) {}
+pub fn lower_priority(_nice: i32) {}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,78 @@
+//! Reading a `POST /v1/messages` body. As soon as its first byte shows a
+//! single envelope (not a JSON array), that envelope's own limit applies: an
+//! oversize envelope is never held in memory beyond it. Its remaining bytes
+//! (at most `max_body_bytes` in all) are read and dropped before the 413, so
+//! that a client still sending gets the answer instead of a reset
+//! connection; a body over `max_body_bytes` is refused at once.
+
+use crate::error::ApiError;
+use crate::state::NodeState;
+use axum::body::{Body, Bytes};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, StatusCode};
+use futures_util::StreamExt;
+
+/// Most bytes reserved up front from a declared Content-Length (the rest
+/// grows as bytes arrive, so a false length reserves nothing much).
+const RESERVE_AT_MOST: u64 = 64 * 1024;
+
+fn too_large(single: bool, limit: usize) -> ApiError {
+    let msg = if single {
+        format!("an envelope may have at most {limit} bytes")
+    } else {
+        "the request body is larger than max_body_bytes".to_string()
+    };
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
+}
+
+/// The whole body, or a 413 `too_large` once it is known to be over its
+/// limit (read on, without keeping, up to `max_body_bytes`), or a 400
+/// `bad_body` when it cannot be read.
+pub async fn read(st: &NodeState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let whole = st.config.limits.max_body_bytes;
+    let declared: Option<u64> = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok());
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(RESERVE_AT_MOST) as usize);
+    let mut seen = 0usize;
+    let mut kind_known = false;
+    // The body's limit: max_body_bytes, or a single envelope's once the
+    // first byte shows one.
+    let mut cap = (whole, false);
+    let over =
+        |seen: usize, (c, _): (usize, bool)| seen > c || declared.is_some_and(|n| n > c as u64);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        seen += chunk.len();
+        if seen > whole {
+            // Read no further.
+            return Err(too_large(cap.1, cap.0));
+        }
+        if over(seen, cap) {
+            // Refused already: read on, keep nothing.
+            buf = Vec::new();
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
+        if !kind_known {
+            if let Some(first) = buf.iter().find(|b| !b.is_ascii_whitespace()) {
+                kind_known = true;
+                if *first != b'[' {
+                    cap = (st.max_envelope_bytes().min(whole), true);
+                }
+            }
+        }
+    }
+    if over(seen, cap) {
+        return Err(too_large(cap.1, cap.0));
+    }
+    Ok(Bytes::from(buf))
+}
