@@ -176,6 +176,21 @@ async fn ip_request_bucket_batches_and_penalty_box() {
     )
     .await;
     assert_refused(&r, 429, "ip_penalized");
+    // Oversize bodies count as failures too (127.0.0.6).
+    let c6 = http_from("127.0.0.6");
+    for _ in 0..2 {
+        let mut v = signed(&alice, &bob, "big", &node.chain_id).to_json_value(false);
+        v["pad"] = json!("A".repeat(200_000));
+        let r = post_raw_ra(&c6, &node.url, serde_json::to_vec(&v).unwrap()).await;
+        assert_refused(&r, 413, "too_large");
+    }
+    let r = post_msg_ra(
+        &c6,
+        &node.url,
+        &signed(&mallory, &bob, "ok6", &node.chain_id),
+    )
+    .await;
+    assert_refused(&r, 429, "ip_penalized");
     // A clean address is unaffected.
     let c5 = http_from("127.0.0.5");
     let r = post_msg_ra(

@@ -623,6 +623,8 @@ pub fn note_failure(st: &NodeState, source: &Source, code: &str) {
         "sender_not_owner",
         "sender_not_registered",
         "sender_domain_expired",
+        // Oversize bodies: the node read them to find out.
+        "too_large",
     ];
     if !PENALIZED.contains(&code) {
         return;
