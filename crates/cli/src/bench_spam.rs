@@ -337,26 +337,20 @@ pub fn run(a: SpamBenchArgs) -> Result<(), String> {
     rt.block_on(run_async(a))
 }
 
-/// Runs the legitimate sender on a thread and runtime of its own, at normal
-/// priority, so that its latencies never include waiting behind attack
-/// tasks in a shared runtime.
-fn spawn_legit(
-    url: String,
-    senders: Vec<Party>,
-    to: Party,
-    chain_id: [u8; 32],
-    rate: u32,
-    stop: Arc<AtomicBool>,
-    nonce_base: u64,
-) -> std::thread::JoinHandle<Legit> {
+/// Runs `fut` (the legitimate sender) on a thread and runtime of its own,
+/// at normal priority, so that its latencies never include waiting behind
+/// attack tasks in a shared runtime.
+fn on_own_runtime<F>(fut: F) -> std::thread::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("legit sender runtime")
-            .block_on(legit_sender(
-                url, senders, to, chain_id, rate, stop, nonce_base,
-            ))
+            .block_on(fut)
     })
 }
 
@@ -499,7 +493,7 @@ async fn run_async(a: SpamBenchArgs) -> Result<(), String> {
             dev_chain_total(&http, &url).await,
             cpu_secs(pid),
         );
-        let legit = spawn_legit(
+        let legit = on_own_runtime(legit_sender(
             url.clone(),
             legit.clone(),
             carol.clone(),
@@ -507,7 +501,7 @@ async fn run_async(a: SpamBenchArgs) -> Result<(), String> {
             a.legit_rate,
             stop.clone(),
             (k as u64) << 32,
-        );
+        ));
         let (answers, took, sent) = match phase {
             None => {
                 tokio::time::sleep(Duration::from_secs(a.baseline_secs)).await;
