@@ -415,7 +415,7 @@ fn gate_checks(st: &NodeState, ip: Option<IpAddr>) -> Result<InflightGuard<'_>, 
         sp.ip_failures.peek(&ip, 1.0).map_err(|s| {
             too_many(
                 "ip_penalized",
-                "too many failed signatures or unregistered senders from this address",
+                "too many failed requests (bad signatures, unregistered senders, oversize bodies) from this address",
                 s,
             )
         })?;
