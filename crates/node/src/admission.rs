@@ -241,14 +241,7 @@ fn cheap_checks(state: &NodeState, bytes: &[u8], source: &Source) -> Staged {
     let limits = &state.config.limits;
     // 1. Size and shape.
     if bytes.len() > state.max_envelope_bytes() {
-        let e = ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "an envelope may have at most {} bytes",
-                state.max_envelope_bytes()
-            ),
-        );
+        let e = crate::message_body::envelope_too_large(state.max_envelope_bytes());
         return (None, Err(e));
     }
     let msg = match SignedMessage::from_json(bytes) {

@@ -16,13 +16,25 @@ use futures_util::StreamExt;
 /// grows as bytes arrive, so a false length reserves nothing much).
 const RESERVE_AT_MOST: u64 = 64 * 1024;
 
+/// 413 `too_large` for one envelope over `limit` bytes (also admission's
+/// answer for a peer's envelope).
+pub fn envelope_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("an envelope may have at most {limit} bytes"),
+    )
+}
+
 fn too_large(single: bool, limit: usize) -> ApiError {
-    let msg = if single {
-        format!("an envelope may have at most {limit} bytes")
-    } else {
-        "the request body is larger than max_body_bytes".to_string()
-    };
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", msg)
+    if single {
+        return envelope_too_large(limit);
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "the request body is larger than max_body_bytes",
+    )
 }
 
 /// The whole body, or a 413 `too_large` once it is known to be over its
