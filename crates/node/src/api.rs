@@ -143,15 +143,14 @@ async fn post_messages(
     body: axum::body::Body,
 ) -> Response {
     let source = Source::Client(remote.ip());
-    let body = match crate::message_body::read(&st, &headers, body).await {
-        Ok(b) => b,
+    let (body, array) = match crate::message_body::read(&st, &headers, body).await {
+        Ok(b) => (b.bytes, b.array),
         Err(e) => {
             crate::admission::count_refusal(&st, &source, &e);
             return e.into_response();
         }
     };
-    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    if first != Some(b'[') {
+    if !array {
         let mut out = admit_many(&st, vec![body], &source).await;
         return match out.pop().expect("one outcome per envelope").result {
             Ok(Admitted { status, body }) => (status, Json(body)).into_response(),

@@ -37,10 +37,21 @@ fn too_large(single: bool, limit: usize) -> ApiError {
     )
 }
 
+/// A body read whole.
+pub struct MessagesBody {
+    pub bytes: Bytes,
+    /// Its first non-blank byte is `[`: an array of envelopes, not one.
+    pub array: bool,
+}
+
 /// The whole body, or a 413 `too_large` once it is known to be over its
 /// limit (read on, without keeping, up to `max_body_bytes`), or a 400
 /// `bad_body` when it cannot be read.
-pub async fn read(st: &NodeState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+pub async fn read(
+    st: &NodeState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<MessagesBody, ApiError> {
     let whole = st.config.limits.max_body_bytes;
     let declared: Option<u64> = headers
         .get(CONTENT_LENGTH)
@@ -48,7 +59,8 @@ pub async fn read(st: &NodeState, headers: &HeaderMap, body: Body) -> Result<Byt
         .and_then(|s| s.parse().ok());
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(RESERVE_AT_MOST) as usize);
     let mut seen = 0usize;
-    let mut kind_known = false;
+    // The first non-blank byte, once seen.
+    let mut first: Option<u8> = None;
     // The body's limit: max_body_bytes, or a single envelope's once the
     // first byte shows one.
     let mut cap = (whole, false);
@@ -74,17 +86,19 @@ pub async fn read(st: &NodeState, headers: &HeaderMap, body: Body) -> Result<Byt
             continue;
         }
         buf.extend_from_slice(&chunk);
-        if !kind_known {
-            if let Some(first) = buf.iter().find(|b| !b.is_ascii_whitespace()) {
-                kind_known = true;
-                if *first != b'[' {
-                    cap = (st.max_envelope_bytes().min(whole), true);
-                }
+        if first.is_none() {
+            // Earlier chunks were all blank: look at this one only.
+            first = chunk.iter().copied().find(|b| !b.is_ascii_whitespace());
+            if first.is_some_and(|b| b != b'[') {
+                cap = (st.max_envelope_bytes().min(whole), true);
             }
         }
     }
     if over(seen, cap) {
         return Err(too_large(cap.1, cap.0));
     }
-    Ok(Bytes::from(buf))
+    Ok(MessagesBody {
+        bytes: Bytes::from(buf),
+        array: first == Some(b'['),
+    })
 }
