@@ -23,6 +23,13 @@ fn p(name: &str) -> Party {
     Party::new(name, &format!("{name}@dev"))
 }
 
+/// A valid message from `c`'s address is refused before it is read: the
+/// address spent its penalty budget.
+async fn assert_penalized(c: &reqwest::Client, url: &str, m: &fio_l2_protocol::SignedMessage) {
+    let r = post_msg_ra(c, url, m).await;
+    assert_refused(&r, 429, "ip_penalized");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sender_bucket_refuses_and_forgeries_do_not_spend_it() {
     let (_d, node, c) = setup("sender_burst = 3\nsender_per_min = 1").await;
@@ -155,13 +162,12 @@ async fn ip_request_bucket_batches_and_penalty_box() {
         let r = post_raw_ra(&c3, &node.url, serde_json::to_vec(&v).unwrap()).await;
         assert_refused(&r, 401, "signature_mismatch");
     }
-    let r = post_msg_ra(
+    assert_penalized(
         &c3,
         &node.url,
         &signed(&alice, &bob, "good", &node.chain_id),
     )
     .await;
-    assert_refused(&r, 429, "ip_penalized");
     // Unregistered senders count as failures too (127.0.0.4).
     let c4 = http_from("127.0.0.4");
     let ghost = p("ghost");
@@ -169,13 +175,12 @@ async fn ip_request_bucket_batches_and_penalty_box() {
         let r = post_msg_ra(&c4, &node.url, &signed(&ghost, &bob, "boo", &node.chain_id)).await;
         assert_refused(&r, 403, "sender_not_registered");
     }
-    let r = post_msg_ra(
+    assert_penalized(
         &c4,
         &node.url,
         &signed(&mallory, &bob, "ok", &node.chain_id),
     )
     .await;
-    assert_refused(&r, 429, "ip_penalized");
     // Oversize bodies count as failures too (127.0.0.6).
     let c6 = http_from("127.0.0.6");
     for _ in 0..2 {
@@ -184,13 +189,12 @@ async fn ip_request_bucket_batches_and_penalty_box() {
         let r = post_raw_ra(&c6, &node.url, serde_json::to_vec(&v).unwrap()).await;
         assert_refused(&r, 413, "too_large");
     }
-    let r = post_msg_ra(
+    assert_penalized(
         &c6,
         &node.url,
         &signed(&mallory, &bob, "ok6", &node.chain_id),
     )
     .await;
-    assert_refused(&r, 429, "ip_penalized");
     // A clean address is unaffected.
     let c5 = http_from("127.0.0.5");
     let r = post_msg_ra(
