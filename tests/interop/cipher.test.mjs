@@ -61,6 +61,20 @@ describe("3. content cipher", () => {
     });
   }
 
+  test("a string starting with U+FEFF: same bytes both ways; fiojs's decoder drops that BOM, Rust keeps it", () => {
+    const { alice, bob } = SEED_KEYS;
+    const type = "new_funds_content";
+    const content = { payee_public_address: "\ufeffpayee", amount: "1", chain_code: "FIO", token_code: "FIO", memo: null, hash: null, offline_url: null };
+    const aToB = Fio.createSharedCipher({ privateKey: alice.wif, publicKey: bob.pub });
+    const bFromA = Fio.createSharedCipher({ privateKey: bob.wif, publicKey: alice.pub });
+    const jsFixed = aToB.encrypt(type, content, Buffer.from(VECTOR_IV, "hex"));
+    const rsFixed = rustOk(["encrypt", "--public-key", bob.pub, "--content-type", type, "--iv", VECTOR_IV, JSON.stringify(content)], { key: alice.wif });
+    assert.equal(rsFixed, jsFixed);
+    const rsPlain = JSON.parse(rustOk(["decrypt", "--public-key", alice.pub, "--content-type", type, jsFixed], { key: bob.wif }));
+    assert.equal(rsPlain.payee_public_address, "\ufeffpayee");
+    assert.equal(bFromA.decrypt(type, jsFixed).payee_public_address, "payee");
+  });
+
   test("shared secret and hashA: Rust `sig shared-secret` = fiojs createSharedCipher(...).sharedSecret / hashA", () => {
     const rng = new Rng("cipher/secret");
     for (let i = 0; i < N; i++) {

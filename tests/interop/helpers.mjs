@@ -137,7 +137,11 @@ export function randomString(rng, maxLen = 24) {
   let s = "";
   for (let i = 0; i < len; i++) {
     const [lo, hi] = rng.pick(pools);
-    s += String.fromCodePoint(rng.int(lo, hi));
+    let cp = rng.int(lo, hi);
+    // fiojs decodes each string with TextDecoder, which drops a leading
+    // U+FEFF (BOM); cipher.test.mjs checks that quirk on its own.
+    if (i === 0 && cp === 0xfeff) cp = 0xfefe;
+    s += String.fromCodePoint(cp);
   }
   return s;
 }
