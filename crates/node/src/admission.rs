@@ -30,7 +30,70 @@ pub enum Source {
 /// The answer for one admitted envelope: 201 new, 200 already stored.
 pub struct Admitted {
     pub status: StatusCode,
-    pub body: Value,
+    pub id: [u8; 32],
+}
+
+impl Admitted {
+    fn status_word(&self) -> &'static str {
+        if self.status == StatusCode::CREATED {
+            "accepted"
+        } else {
+            "existing"
+        }
+    }
+
+    /// `{"id","status"}`, the answer to a single envelope.
+    pub fn body(&self) -> Value {
+        json!({"id": hex::encode(self.id), "status": self.status_word()})
+    }
+}
+
+/// The answer to an array: `200 {"results":[...]}`, one element per
+/// envelope, each the single envelope's answer with its `http_status`.
+/// Accepted envelopes, the common case, are written directly (hex and
+/// fixed words need no escaping), not through a `serde_json::Value`.
+pub struct ResultsJson(String);
+
+impl ResultsJson {
+    pub fn with_capacity(n: usize) -> Self {
+        let mut s = String::with_capacity(16 + n * 112);
+        s.push_str("{\"results\":[");
+        ResultsJson(s)
+    }
+
+    pub fn push(&mut self, result: &Result<Admitted, ApiError>) {
+        use std::fmt::Write;
+        if !self.0.ends_with('[') {
+            self.0.push(',');
+        }
+        match result {
+            Ok(a) => {
+                let _ = write!(
+                    self.0,
+                    "{{\"http_status\":{},\"id\":\"{}\",\"status\":\"{}\"}}",
+                    a.status.as_u16(),
+                    hex::encode(a.id),
+                    a.status_word()
+                );
+            }
+            Err(e) => {
+                let mut b = e.body();
+                b["http_status"] = json!(e.status.as_u16());
+                self.0.push_str(&b.to_string());
+            }
+        }
+    }
+
+    pub fn into_response(mut self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        self.0.push_str("]}");
+        (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.0,
+        )
+            .into_response()
+    }
 }
 
 fn unavailable(code: &str, msg: impl Into<String>) -> ApiError {
@@ -335,7 +398,7 @@ async fn finish(state: &NodeState, w: Writing, source: &Source) -> Result<Admitt
             });
             Ok(Admitted {
                 status: StatusCode::CREATED,
-                body: json!({"id": msg.id_hex(), "status": "accepted"}),
+                id: msg.id(),
             })
         }
         PutOutcome::Existing { .. } => Ok(existing(&msg)),
@@ -346,7 +409,7 @@ async fn finish(state: &NodeState, w: Writing, source: &Source) -> Result<Admitt
 fn existing(msg: &SignedMessage) -> Admitted {
     Admitted {
         status: StatusCode::OK,
-        body: json!({"id": msg.id_hex(), "status": "existing"}),
+        id: msg.id(),
     }
 }
 

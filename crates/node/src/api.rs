@@ -1,6 +1,6 @@
 //! HTTP routes: thin handlers over admission, storage and auth (docs/api.md).
 
-use crate::admission::{admit_many, Admitted, Source};
+use crate::admission::{admit_many, ResultsJson, Source};
 use crate::auth::{self, RequestParts};
 use crate::error::ApiError;
 use crate::state::{now_unix, NodeState};
@@ -153,11 +153,11 @@ async fn post_messages(
     if !array {
         let mut out = admit_many(&st, vec![body], &source).await;
         return match out.pop().expect("one outcome per envelope").result {
-            Ok(Admitted { status, body }) => (status, Json(body)).into_response(),
+            Ok(a) => (a.status, Json(a.body())).into_response(),
             Err(e) => e.into_response(),
         };
     }
-    let items: Vec<Box<serde_json::value::RawValue>> = match serde_json::from_slice(&body) {
+    let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
             return ApiError::new(
@@ -191,27 +191,17 @@ async fn post_messages(
         st.spam.count_refusal(&e.code);
         return e.into_response();
     }
-    let items: Vec<String> = items
-        .into_iter()
-        .map(|r| Box::<str>::from(r).into())
+    // Each element as a slice of the body already read, not a copy.
+    let items: Vec<Bytes> = items
+        .iter()
+        .map(|r| body.slice_ref(r.get().as_bytes()))
         .collect();
-    let results: Vec<Value> = admit_many(&st, items, &source)
-        .await
-        .into_iter()
-        .map(|o| match o.result {
-            Ok(a) => {
-                let mut b = a.body;
-                b["http_status"] = json!(a.status.as_u16());
-                b
-            }
-            Err(e) => {
-                let mut b = e.body();
-                b["http_status"] = json!(e.status.as_u16());
-                b
-            }
-        })
-        .collect();
-    (StatusCode::OK, Json(json!({ "results": results }))).into_response()
+    let outcomes = admit_many(&st, items, &source).await;
+    let mut results = ResultsJson::with_capacity(outcomes.len());
+    for o in &outcomes {
+        results.push(&o.result);
+    }
+    results.into_response()
 }
 
 /// Validates the path address and the owner proof, then asks the chain.

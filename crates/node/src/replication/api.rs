@@ -15,7 +15,7 @@
 use super::peers::{add, penalty, Peer};
 use super::reconcile::{local_items, storage_of, FETCH_CHUNK, FRAME_LIMIT, MAX_ITEMS};
 use super::{calling_peer, Replicator};
-use crate::admission::{admit_many, Source};
+use crate::admission::{admit_many, ResultsJson, Source};
 use crate::error::ApiError;
 use crate::state::NodeState;
 use axum::body::Bytes;
@@ -136,14 +136,10 @@ async fn peer_messages(
         .map(|r| Box::<str>::from(r).into())
         .collect();
     let outcomes = admit_many(&st, items, &source).await;
-    let mut out = Vec::with_capacity(outcomes.len());
+    let mut out = ResultsJson::with_capacity(outcomes.len());
     for o in outcomes {
-        match o.result {
-            Ok(a) => {
-                let mut b = a.body;
-                b["http_status"] = json!(a.status.as_u16());
-                out.push(b);
-            }
+        match &o.result {
+            Ok(_) => {}
             Err(e) => {
                 let w = penalty(&e);
                 let mut first = true;
@@ -162,13 +158,11 @@ async fn peer_messages(
                     );
                     peer.penalize(w, &reason, r.config.ban_score, r.config.ban_secs);
                 }
-                let mut b = e.body();
-                b["http_status"] = json!(e.status.as_u16());
-                out.push(b);
             }
         }
+        out.push(&o.result);
     }
-    Ok((StatusCode::OK, Json(json!({ "results": out }))).into_response())
+    Ok(out.into_response())
 }
 
 #[derive(Deserialize)]
