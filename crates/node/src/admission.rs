@@ -164,12 +164,18 @@ fn count(state: &NodeState, source: &Source, r: &Result<Admitted, ApiError>) {
     }
 }
 
-/// Counts a refusal (node and spam counters, the client's failure score),
-/// also for one made before admission (an unreadable or oversize body).
+/// Counts a refusal (node and spam counters, the client's failure score).
 pub fn count_refusal(state: &NodeState, source: &Source, e: &ApiError) {
+    count_weighted_refusal(state, source, e, 1.0);
+}
+
+/// [`count_refusal`] for a refusal that cost the node more than one check:
+/// `weight` failures on the client's score (an oversize body: one per
+/// envelope limit's worth of bytes read).
+pub fn count_weighted_refusal(state: &NodeState, source: &Source, e: &ApiError, weight: f64) {
     Counters::bump(&state.counters.refused);
     state.spam.count_refusal(&e.code);
-    crate::limits::note_failure(state, source, &e.code);
+    crate::limits::note_failure(state, source, &e.code, weight);
 }
 
 /// After the offline checks: a message to take further, or the answer

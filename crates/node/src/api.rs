@@ -145,9 +145,10 @@ async fn post_messages(
     let source = Source::Client(remote.ip());
     let (body, array) = match crate::message_body::read(&st, &headers, body).await {
         Ok(b) => (b.bytes, b.array),
-        Err(e) => {
-            crate::admission::count_refusal(&st, &source, &e);
-            return e.into_response();
+        Err(r) => {
+            let weight = r.weight(&st);
+            crate::admission::count_weighted_refusal(&st, &source, &r.error, weight);
+            return r.error.into_response();
         }
     };
     if !array {

@@ -407,18 +407,24 @@ pub async fn ip_gate(State(st): State<Arc<NodeState>>, req: Request, next: Next)
     }
 }
 
+/// 429 `ip_penalized` while the address `ip` (already [`limited_ip`]) has
+/// no failure left in its bucket.
+pub fn penalty_box(sp: &SpamState, ip: IpAddr) -> Result<(), ApiError> {
+    sp.ip_failures.peek(&ip, 1.0).map_err(|s| {
+        too_many(
+            "ip_penalized",
+            "too many failed requests (bad signatures, unregistered senders, oversize bodies) from this address",
+            s,
+        )
+    })
+}
+
 fn gate_checks(st: &NodeState, ip: Option<IpAddr>) -> Result<InflightGuard<'_>, ApiError> {
     let l = &st.config.limits;
     let sp = &st.spam;
     let ip = ip.and_then(|ip| limited_ip(l, ip));
     if let Some(ip) = ip {
-        sp.ip_failures.peek(&ip, 1.0).map_err(|s| {
-            too_many(
-                "ip_penalized",
-                "too many failed requests (bad signatures, unregistered senders, oversize bodies) from this address",
-                s,
-            )
-        })?;
+        penalty_box(sp, ip)?;
         sp.ip_requests
             .take(&ip, 1.0)
             .map_err(|s| too_many("ip_rate_limited", "too many requests from this address", s))?;
@@ -616,7 +622,7 @@ pub async fn charge(
 
 /// An expensive failure (bad signature, sender not owner/registered) from
 /// `source`: drains the IP's penalty bucket.
-pub fn note_failure(st: &NodeState, source: &Source, code: &str) {
+pub fn note_failure(st: &NodeState, source: &Source, code: &str, weight: f64) {
     const PENALIZED: &[&str] = &[
         "signature_mismatch",
         "high_s_signature",
@@ -631,7 +637,7 @@ pub fn note_failure(st: &NodeState, source: &Source, code: &str) {
     }
     if let Source::Client(ip) = source {
         if let Some(ip) = limited_ip(&st.config.limits, *ip) {
-            st.spam.ip_failures.drain(&ip, 1.0);
+            st.spam.ip_failures.drain(&ip, weight);
         }
     }
 }

@@ -44,6 +44,21 @@ pub struct MessagesBody {
     pub array: bool,
 }
 
+/// A body refused, and how many of its bytes the node read.
+pub struct Refused {
+    pub error: ApiError,
+    pub bytes_read: usize,
+}
+
+impl Refused {
+    /// Failures to charge the client: one per started `max_envelope_bytes`
+    /// read, so the penalty box bounds the bytes an address makes the node
+    /// read, not just its requests.
+    pub fn weight(&self, st: &NodeState) -> f64 {
+        self.bytes_read.div_ceil(st.max_envelope_bytes()).max(1) as f64
+    }
+}
+
 /// The whole body, or a 413 `too_large` once it is known to be over its
 /// limit (read on, without keeping, up to `max_body_bytes`), or a 400
 /// `bad_body` when it cannot be read.
@@ -51,6 +66,21 @@ pub async fn read(
     st: &NodeState,
     headers: &HeaderMap,
     body: Body,
+) -> Result<MessagesBody, Refused> {
+    let mut seen = 0usize;
+    read_counting(st, headers, body, &mut seen)
+        .await
+        .map_err(|error| Refused {
+            error,
+            bytes_read: seen,
+        })
+}
+
+async fn read_counting(
+    st: &NodeState,
+    headers: &HeaderMap,
+    body: Body,
+    seen: &mut usize,
 ) -> Result<MessagesBody, ApiError> {
     let whole = st.config.limits.max_body_bytes;
     let declared: Option<u64> = headers
@@ -58,7 +88,6 @@ pub async fn read(
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse().ok());
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(RESERVE_AT_MOST) as usize);
-    let mut seen = 0usize;
     // The first non-blank byte, once seen.
     let mut first: Option<u8> = None;
     // The body's limit: max_body_bytes, or a single envelope's once the
@@ -75,12 +104,12 @@ pub async fn read(
                 format!("the request body could not be read: {e}"),
             )
         })?;
-        seen += chunk.len();
-        if seen > whole {
+        *seen += chunk.len();
+        if *seen > whole {
             // Read no further.
             return Err(too_large(cap.1, cap.0));
         }
-        if over(seen, cap) {
+        if over(*seen, cap) {
             // Refused already: read on, keep nothing.
             buf = Vec::new();
             continue;
@@ -94,7 +123,7 @@ pub async fn read(
             }
         }
     }
-    if over(seen, cap) {
+    if over(*seen, cap) {
         return Err(too_large(cap.1, cap.0));
     }
     Ok(MessagesBody {

@@ -8,6 +8,7 @@ use crate::events::Hub;
 use crate::state::{now_unix, Counters, NodeState};
 use crate::storage;
 use crate::writer::GroupCommitWriter;
+use axum::serve::ListenerExt;
 use fio_l2_chain::devchain::{self, DevChain};
 use fio_l2_chain::{Chain, ClientConfig, HttpChain};
 use std::net::SocketAddr;
@@ -187,9 +188,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
     });
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serve_state = state.clone();
     let task = tokio::spawn(async move {
         let r = axum::serve(
-            listener,
+            crate::listener::GatedListener::new(listener, serve_state).tap_io(|tcp| {
+                // Answers and SSE events are small writes: send them at once.
+                let _ = tcp.set_nodelay(true);
+            }),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {
