@@ -141,7 +141,7 @@ async fn peer_messages(
         match &o.result {
             Ok(_) => {}
             Err(e) => {
-                let w = penalty(&e);
+                let w = penalty(e);
                 let mut first = true;
                 if let (Some(id), false) = (o.id, e.status.is_server_error() || w >= 10.0) {
                     first = r.refuse(id);
