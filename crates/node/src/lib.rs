@@ -10,7 +10,6 @@ pub mod cpu_pool;
 pub mod error;
 pub mod events;
 pub mod limits;
-pub mod listener;
 pub mod message_body;
 pub mod policy;
 pub mod replication;

@@ -188,10 +188,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
     });
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let serve_state = state.clone();
     let task = tokio::spawn(async move {
         let r = axum::serve(
-            crate::listener::GatedListener::new(listener, serve_state).tap_io(|tcp| {
+            listener.tap_io(|tcp| {
                 // Answers and SSE events are small writes: send them at once.
                 let _ = tcp.set_nodelay(true);
             }),
