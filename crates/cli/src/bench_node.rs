@@ -215,6 +215,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
             .store
             .parse()
             .map_err(|e: fio_l2_node::storage::StoreError| e.to_string())?,
+        trusted_proxies: Default::default(),
     };
     let node = node_rt
         .spawn(fio_l2_node::server::start(cfg))

@@ -20,7 +20,7 @@ pub struct NodeArgs {
     /// Embed a dev chain, served under this node's /v1/chain and /v1/dev; no --fio-api needed.
     #[arg(long, env = "FIO_L2_DEV")]
     pub dev: bool,
-    /// TOML config file (keys: listen, data, fio_api, dev, [limits], chain_*_ttl_secs, purge_interval_secs).
+    /// TOML config file (keys: listen, data, fio_api, dev, trusted_proxies, [limits], chain_*_ttl_secs, purge_interval_secs).
     #[arg(long, env = "FIO_L2_CONFIG")]
     pub config: Option<PathBuf>,
     /// Largest content cipher text, bytes.
@@ -38,6 +38,14 @@ pub struct NodeArgs {
     /// Apply per-IP limits to loopback clients too (docs/spam.md).
     #[arg(long)]
     pub limit_loopback: bool,
+    /// Reverse proxy (address or network, repeatable) whose X-Forwarded-For
+    /// names the client for the per-IP limits (TOML `trusted_proxies = [...]`).
+    #[arg(
+        long = "trusted-proxy",
+        env = "FIO_L2_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<String>,
     /// Replication peer base URL (repeatable; TOML `peer = [...]`); docs/replication.md.
     #[arg(long = "peer", env = "FIO_L2_PEER", value_delimiter = ',')]
     pub peer: Vec<String>,
@@ -81,6 +89,12 @@ pub fn config_from(a: &NodeArgs) -> Result<NodeConfig, String> {
     }
     let _: &Limits = &limits;
     let replication = replication_config(a, &file);
+    let trusted_proxies =
+        fio_l2_node::client_ip::TrustedProxies::parse(if a.trusted_proxy.is_empty() {
+            file.trusted_proxies.as_deref().unwrap_or_default()
+        } else {
+            &a.trusted_proxy
+        })?;
     let cfg = NodeConfig {
         listen: a
             .listen
@@ -108,6 +122,7 @@ pub fn config_from(a: &NodeArgs) -> Result<NodeConfig, String> {
                 .map_err(|e: fio_l2_node::storage::StoreError| e.to_string())?,
             None => fio_l2_node::storage::DEFAULT_BACKEND,
         },
+        trusted_proxies,
     };
     cfg.validate()?;
     Ok(cfg)

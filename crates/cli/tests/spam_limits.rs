@@ -312,3 +312,103 @@ async fn in_flight_limits_per_ip_429_and_node_wide_503() {
     .await;
     assert_eq!(r.1["status"], "accepted");
 }
+
+/// A client at `local_ip` whose requests carry `X-Forwarded-For: xff`.
+fn http_via(local_ip: &str, xff: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("x-forwarded-for", xff.parse().unwrap());
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .local_address(Some(local_ip.parse().unwrap()))
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
+/// Behind a trusted proxy (127.0.0.7) the per-IP limits count the client it
+/// names in X-Forwarded-For; from any other peer the header is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxy_forwarded_clients_are_limited_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(
+        &cfg,
+        "trusted_proxies = [\"127.0.0.7\"]\n[limits]\nlimit_loopback = true\nip_failures_burst = 2\nip_failures_per_min = 1\n",
+    )
+    .unwrap();
+    let node = Node::start(
+        &dir.path().join("node"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let c = http();
+    let (alice, bob) = (p("alice"), p("bob"));
+    for x in [&alice, &bob] {
+        register(&c, &node.url, x).await;
+    }
+    let forged = |tag: &str| {
+        let mut v = signed(&alice, &bob, tag, &node.chain_id).to_json_value(false);
+        let other = signed(&alice, &bob, "other", &node.chain_id);
+        v["signature"] = json!(other.signature().to_string());
+        serde_json::to_vec(&v).unwrap()
+    };
+    // Two forgeries through the proxy from 203.0.113.5 put that client, not
+    // the proxy, in the penalty box.
+    let via5 = http_via("127.0.0.7", "198.51.100.1, 203.0.113.5");
+    for i in 0..2 {
+        let r = post_raw_ra(&via5, &node.url, forged(&format!("f{i}"))).await;
+        assert_refused(&r, 401, "signature_mismatch");
+    }
+    assert_penalized(
+        &via5,
+        &node.url,
+        &signed(&alice, &bob, "p5", &node.chain_id),
+    )
+    .await;
+    let via6 = http_via("127.0.0.7", "203.0.113.6");
+    let r = post_msg_ra(
+        &via6,
+        &node.url,
+        &signed(&alice, &bob, "p6", &node.chain_id),
+    )
+    .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    // An untrusted peer cannot borrow or shed an identity with the header.
+    let spoof = http_via("127.0.0.8", "203.0.113.5");
+    let r = post_msg_ra(
+        &spoof,
+        &node.url,
+        &signed(&alice, &bob, "s1", &node.chain_id),
+    )
+    .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    let shed = http_via("127.0.0.8", "203.0.113.9");
+    for i in 0..2 {
+        let r = post_raw_ra(&shed, &node.url, forged(&format!("g{i}"))).await;
+        assert_refused(&r, 401, "signature_mismatch");
+    }
+    assert_penalized(
+        &http_from("127.0.0.8"),
+        &node.url,
+        &signed(&alice, &bob, "s2", &node.chain_id),
+    )
+    .await;
+    assert_eq!(health_count(&c, &node.url).await, 2);
+}
+
+#[test]
+fn a_bad_trusted_proxy_is_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["node", "--dev", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("node"))
+        .args(["--trusted-proxy", "10.0.0.0/33"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("trusted proxy \"10.0.0.0/33\": prefix must be 0-32"),
+        "{err}"
+    );
+    assert!(!dir.path().join("node").exists(), "nothing created");
+}

@@ -142,7 +142,7 @@ async fn post_messages(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let source = Source::Client(remote.ip());
+    let source = Source::Client(st.config.trusted_proxies.client_ip(remote.ip(), &headers));
     let (body, array) = match crate::message_body::read(&st, &headers, body).await {
         Ok(b) => (b.bytes, b.array),
         Err(r) => {

@@ -117,6 +117,9 @@ pub struct NodeConfig {
     pub replication: crate::replication::ReplicationConfig,
     /// Message store engine (docs/storage.md); a data dir keeps the one it was made with.
     pub store: crate::storage::Backend,
+    /// Reverse proxies whose `X-Forwarded-For` names the client the per-IP
+    /// limits count (docs/spam.md). Not published.
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
 }
 
 /// The TOML file's shape: every key optional; flags and environment win.
@@ -141,6 +144,8 @@ pub struct FileConfig {
     pub serve_only_home: Option<bool>,
     /// Interval of the recent-window repair pass, milliseconds.
     pub sync_interval_ms: Option<u64>,
+    /// Reverse proxies (addresses or networks) trusted for `X-Forwarded-For`.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 impl FileConfig {

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod cpu_pool;
 pub mod error;

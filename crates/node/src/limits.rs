@@ -392,7 +392,7 @@ pub async fn ip_gate(State(st): State<Arc<NodeState>>, req: Request, next: Next)
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| st.config.trusted_proxies.client_ip(c.0.ip(), req.headers()));
     match gate_checks(&st, ip) {
         Ok(guard) => {
             let r = next.run(req).await;
