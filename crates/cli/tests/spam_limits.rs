@@ -155,13 +155,8 @@ async fn ip_request_bucket_batches_and_penalty_box() {
     // 127.0.0.3: two bad signatures, then even a valid message is refused
     // before it is read.
     let c3 = http_from("127.0.0.3");
-    for i in 0..2 {
-        let mut v = signed(&alice, &bob, &format!("x{i}"), &node.chain_id).to_json_value(false);
-        let other = signed(&alice, &bob, "other", &node.chain_id);
-        v["signature"] = json!(other.signature().to_string());
-        let r = post_raw_ra(&c3, &node.url, serde_json::to_vec(&v).unwrap()).await;
-        assert_refused(&r, 401, "signature_mismatch");
-    }
+    let forged = |tag: &str| forged_body(&alice, &bob, tag, &node.chain_id);
+    refuse_forgeries(&c3, &node.url, [forged("x0"), forged("x1")]).await;
     assert_penalized(
         &c3,
         &node.url,
@@ -325,6 +320,21 @@ fn http_via(local_ip: &str, xff: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// A message from `from` carrying the signature of another message.
+fn forged_body(from: &Party, to: &Party, memo: &str, chain_id: &[u8; 32]) -> Vec<u8> {
+    let mut v = signed(from, to, memo, chain_id).to_json_value(false);
+    let other = signed(from, to, "other", chain_id);
+    v["signature"] = json!(other.signature().to_string());
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Each forged body is refused as a bad signature.
+async fn refuse_forgeries(c: &reqwest::Client, url: &str, bodies: [Vec<u8>; 2]) {
+    for body in bodies {
+        assert_refused(&post_raw_ra(c, url, body).await, 401, "signature_mismatch");
+    }
+}
+
 /// Behind a trusted proxy (127.0.0.7) the per-IP limits count the client it
 /// names in X-Forwarded-For; from any other peer the header is ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,47 +355,29 @@ async fn trusted_proxy_forwarded_clients_are_limited_apart() {
     for x in [&alice, &bob] {
         register(&c, &node.url, x).await;
     }
-    let forged = |tag: &str| {
-        let mut v = signed(&alice, &bob, tag, &node.chain_id).to_json_value(false);
-        let other = signed(&alice, &bob, "other", &node.chain_id);
-        v["signature"] = json!(other.signature().to_string());
-        serde_json::to_vec(&v).unwrap()
-    };
+    let forged = |tag: &str| forged_body(&alice, &bob, tag, &node.chain_id);
     // Two forgeries through the proxy from 203.0.113.5 put that client, not
     // the proxy, in the penalty box.
     let via5 = http_via("127.0.0.7", "198.51.100.1, 203.0.113.5");
-    for i in 0..2 {
-        let r = post_raw_ra(&via5, &node.url, forged(&format!("f{i}"))).await;
-        assert_refused(&r, 401, "signature_mismatch");
-    }
+    refuse_forgeries(&via5, &node.url, [forged("f0"), forged("f1")]).await;
     assert_penalized(
         &via5,
         &node.url,
         &signed(&alice, &bob, "p5", &node.chain_id),
     )
     .await;
-    let via6 = http_via("127.0.0.7", "203.0.113.6");
-    let r = post_msg_ra(
-        &via6,
-        &node.url,
-        &signed(&alice, &bob, "p6", &node.chain_id),
-    )
-    .await;
-    assert_eq!(r.0, 201, "{}", r.1);
-    // An untrusted peer cannot borrow or shed an identity with the header.
-    let spoof = http_via("127.0.0.8", "203.0.113.5");
-    let r = post_msg_ra(
-        &spoof,
-        &node.url,
-        &signed(&alice, &bob, "s1", &node.chain_id),
-    )
-    .await;
-    assert_eq!(r.0, 201, "{}", r.1);
-    let shed = http_via("127.0.0.8", "203.0.113.9");
-    for i in 0..2 {
-        let r = post_raw_ra(&shed, &node.url, forged(&format!("g{i}"))).await;
-        assert_refused(&r, 401, "signature_mismatch");
+    // Accepted: from another forwarded client, and from an untrusted peer
+    // whose header names the penalized one (it cannot borrow an identity).
+    for (via, tag) in [
+        (http_via("127.0.0.7", "203.0.113.6"), "p6"),
+        (http_via("127.0.0.8", "203.0.113.5"), "s1"),
+    ] {
+        let r = post_msg_ra(&via, &node.url, &signed(&alice, &bob, tag, &node.chain_id)).await;
+        assert_eq!(r.0, 201, "{}", r.1);
     }
+    // Nor shed one: its forgeries count against its own address.
+    let shed = http_via("127.0.0.8", "203.0.113.9");
+    refuse_forgeries(&shed, &node.url, [forged("g0"), forged("g1")]).await;
     assert_penalized(
         &http_from("127.0.0.8"),
         &node.url,
