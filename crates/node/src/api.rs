@@ -7,7 +7,7 @@ use crate::state::{now_unix, NodeState};
 use crate::storage::{Order, StoredEntry};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -138,11 +138,11 @@ fn body_error(e: BytesRejection) -> ApiError {
 /// `POST /v1/messages`: one envelope, or a JSON array of them.
 async fn post_messages(
     State(st): State<Arc<NodeState>>,
-    ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
+    axum::Extension(crate::limits::ClientIp(client)): axum::Extension<crate::limits::ClientIp>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let source = Source::Client(st.config.trusted_proxies.client_ip(remote.ip(), &headers));
+    let source = Source::Client(client);
     let (body, array) = match crate::message_body::read(&st, &headers, body).await {
         Ok(b) => (b.bytes, b.array),
         Err(r) => {

@@ -61,13 +61,14 @@ impl TrustedProxies {
             return peer;
         }
         let mut client = peer;
+        // From the right: the last header line's last entry first.
         let entries = headers
             .get_all("x-forwarded-for")
             .iter()
+            .rev()
             .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .collect::<Vec<_>>();
-        for entry in entries.iter().rev().take(MAX_HOPS) {
+            .flat_map(|v| v.rsplit(','));
+        for entry in entries.take(MAX_HOPS) {
             let Some(ip) = parse_entry(entry) else {
                 // Garbage: charge the proxy that passed it on.
                 return client;

@@ -385,14 +385,23 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
+/// The client address of a request that passed [`ip_gate`] (behind a
+/// trusted proxy, the one its `X-Forwarded-For` names).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub IpAddr);
+
 /// Middleware on submission routes, before the body is read: the IP's penalty
 /// bucket, its request bucket, then the in-flight limits (global: 503
 /// `saturated`; per IP: 429 `ip_concurrency_limited`).
-pub async fn ip_gate(State(st): State<Arc<NodeState>>, req: Request, next: Next) -> Response {
+pub async fn ip_gate(State(st): State<Arc<NodeState>>, mut req: Request, next: Next) -> Response {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| st.config.trusted_proxies.client_ip(c.0.ip(), req.headers()));
+    if let Some(ip) = ip {
+        // The handler charges the same client (`ClientIp`), resolved once.
+        req.extensions_mut().insert(ClientIp(ip));
+    }
     match gate_checks(&st, ip) {
         Ok(guard) => {
             let r = next.run(req).await;
@@ -407,24 +416,18 @@ pub async fn ip_gate(State(st): State<Arc<NodeState>>, req: Request, next: Next)
     }
 }
 
-/// 429 `ip_penalized` while the address `ip` (already [`limited_ip`]) has
-/// no failure left in its bucket.
-pub fn penalty_box(sp: &SpamState, ip: IpAddr) -> Result<(), ApiError> {
-    sp.ip_failures.peek(&ip, 1.0).map_err(|s| {
-        too_many(
-            "ip_penalized",
-            "too many failed requests (bad signatures, unregistered senders, oversize bodies) from this address",
-            s,
-        )
-    })
-}
-
 fn gate_checks(st: &NodeState, ip: Option<IpAddr>) -> Result<InflightGuard<'_>, ApiError> {
     let l = &st.config.limits;
     let sp = &st.spam;
     let ip = ip.and_then(|ip| limited_ip(l, ip));
     if let Some(ip) = ip {
-        penalty_box(sp, ip)?;
+        sp.ip_failures.peek(&ip, 1.0).map_err(|s| {
+            too_many(
+                "ip_penalized",
+                "too many failed requests (bad signatures, unregistered senders, oversize bodies) from this address",
+                s,
+            )
+        })?;
         sp.ip_requests
             .take(&ip, 1.0)
             .map_err(|s| too_many("ip_rate_limited", "too many requests from this address", s))?;
@@ -620,8 +623,8 @@ pub async fn charge(
     Ok(())
 }
 
-/// An expensive failure (bad signature, sender not owner/registered) from
-/// `source`: drains the IP's penalty bucket.
+/// An expensive failure (bad signature, sender not owner/registered, an
+/// oversize body) from `source`: drains `weight` from the IP's penalty bucket.
 pub fn note_failure(st: &NodeState, source: &Source, code: &str, weight: f64) {
     const PENALIZED: &[&str] = &[
         "signature_mismatch",
