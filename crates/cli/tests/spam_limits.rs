@@ -308,6 +308,50 @@ async fn in_flight_limits_per_ip_429_and_node_wide_503() {
     assert_eq!(r.1["status"], "accepted");
 }
 
+/// Refusals an IP earned are answered after the tarpit's delay, at most
+/// `tarpit_per_ip` at a time per IP and `tarpit_max` in all; the rest at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tarpit_holds_refusals_within_its_bounds() {
+    let (_d, node, c) = setup(
+        "limit_loopback = true\nip_requests_burst = 1\nip_requests_per_min = 1\ntarpit_ms = 3000\ntarpit_per_ip = 2\ntarpit_max = 3",
+    )
+    .await;
+    let (alice, bob) = (p("alice"), p("bob"));
+    register(&c, &node.url, &alice).await;
+    register(&c, &node.url, &bob).await;
+    let (c2, c3) = (http_from("127.0.0.2"), http_from("127.0.0.3"));
+    let m = |tag: &str| signed(&alice, &bob, tag, &node.chain_id);
+    for (cl, tag) in [(&c2, "two"), (&c3, "three")] {
+        assert_eq!(post_msg_ra(cl, &node.url, &m(tag)).await.0, 201);
+    }
+    // Over its rate: the answer comes after the delay (Retry-After is 60 s).
+    let t0 = std::time::Instant::now();
+    let r = post_msg_ra(&c2, &node.url, &m("late")).await;
+    assert_refused(&r, 429, "ip_rate_limited");
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(2990), "{:?}", t0.elapsed());
+    let tarpit = |i: &serde_json::Value| {
+        let t = &i["stats"]["spam"]["tarpit"];
+        (t["delayed"].as_u64().unwrap(), t["full"].as_u64().unwrap())
+    };
+    assert_eq!(tarpit(&info(&c, &node.url).await), (1, 0));
+    // Six at once, four from .2 and two from .3: three are held (two per IP
+    // at most), three are answered at once; all are refused.
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let cl = if i < 4 { c2.clone() } else { c3.clone() };
+        let (url, m) = (node.url.clone(), m(&format!("burst {i}")));
+        sends.spawn(async move { post_msg_ra(&cl, &url, &m).await });
+    }
+    while let Some(r) = sends.join_next().await {
+        assert_refused(&r.unwrap(), 429, "ip_rate_limited");
+    }
+    let i = info(&c, &node.url).await;
+    assert_eq!(tarpit(&i), (4, 3), "{}", i["stats"]["spam"]["tarpit"]);
+    assert_eq!(i["stats"]["spam"]["tarpit"]["held"], 0);
+    assert_eq!(i["limits"]["spam"]["tarpit_ms"], 3000);
+    assert_eq!(health_count(&c, &node.url).await, 2);
+}
+
 /// A client at `local_ip` whose requests carry `X-Forwarded-For: xff`.
 fn http_via(local_ip: &str, xff: &str) -> reqwest::Client {
     let mut h = reqwest::header::HeaderMap::new();

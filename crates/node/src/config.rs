@@ -61,6 +61,12 @@ pub struct Limits {
     pub max_inflight_per_ip: usize,
     /// Most recipient policies stored.
     pub max_policies: usize,
+    /// A client IP refused for its own conduct gets its 429 after this many
+    /// milliseconds (at most its Retry-After); 0: at once (tarpit.rs).
+    pub tarpit_ms: u32,
+    /// Most refusals held per client IP, and in all; beyond, answered at once.
+    pub tarpit_per_ip: usize,
+    pub tarpit_max: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +101,9 @@ impl Default for Limits {
             max_inflight_submissions: 1_024,
             max_inflight_per_ip: 64,
             max_policies: 1_000_000,
+            tarpit_ms: 1_000,
+            tarpit_per_ip: 64,
+            tarpit_max: 4_096,
         }
     }
 }
@@ -176,6 +185,9 @@ impl NodeConfig {
             || l.max_inflight_per_ip == 0
         {
             return Err("rate_limit_entries and max_inflight_* must be positive".into());
+        }
+        if l.tarpit_ms > 60_000 {
+            return Err("tarpit_ms must be at most 60000".into());
         }
         if l.min_pow_bits > 64 {
             return Err("min_pow_bits must be at most 64".into());

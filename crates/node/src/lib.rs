@@ -18,4 +18,5 @@ pub mod server;
 pub mod state;
 pub mod storage;
 pub mod stored;
+pub mod tarpit;
 pub mod writer;

@@ -236,6 +236,7 @@ pub struct SpamState {
     inflight_ip: Mutex<HashMap<IpAddr, usize>>,
     pub policies: Arc<crate::policy::PolicyStore>,
     pub counters: SpamCounters,
+    pub tarpit: crate::tarpit::Tarpit,
 }
 
 impl SpamState {
@@ -260,6 +261,7 @@ impl SpamState {
                 l.max_policies,
             )?),
             counters: SpamCounters::default(),
+            tarpit: crate::tarpit::Tarpit::new(l.tarpit_ms, l.tarpit_per_ip, l.tarpit_max),
         })
     }
 
@@ -322,6 +324,7 @@ impl SpamState {
             "inflight_ips": self.inflight_ip.lock().unwrap_or_else(|p| p.into_inner()).len(),
             "policies": self.policies.len(),
             "refusals": refusals,
+            "tarpit": self.tarpit.stats_value(),
         })
     }
 }
@@ -346,6 +349,9 @@ pub fn info_limits(l: &Limits) -> Value {
         "max_inflight_submissions": l.max_inflight_submissions,
         "max_inflight_per_ip": l.max_inflight_per_ip,
         "max_policies": l.max_policies,
+        "tarpit_ms": l.tarpit_ms,
+        "tarpit_per_ip": l.tarpit_per_ip,
+        "tarpit_max": l.tarpit_max,
     })
 }
 
@@ -411,6 +417,16 @@ pub async fn ip_gate(State(st): State<Arc<NodeState>>, mut req: Request, next: N
         Err(e) => {
             st.spam.count_refusal(&e.code);
             crate::state::Counters::bump(&st.counters.refused);
+            // Every refusal here but `saturated` is the IP's own doing.
+            let own = e.status == StatusCode::TOO_MANY_REQUESTS;
+            if let Some(ip) = ip.and_then(|ip| limited_ip(&st.config.limits, ip)) {
+                if let Some(slot) = own
+                    .then(|| st.spam.tarpit.hold(ip, e.retry_after.unwrap_or(1)))
+                    .flatten()
+                {
+                    slot.wait().await;
+                }
+            }
             e.into_response()
         }
     }
