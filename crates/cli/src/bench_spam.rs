@@ -198,6 +198,55 @@ struct Legit {
     delivered: usize,
     refused: BTreeMap<String, usize>,
     latencies: Vec<Duration>,
+    /// Per delivered message: its latency and the node's `Server-Timing`
+    /// stages (read, slot, verify, chain, write), ms.
+    stages: Vec<(Duration, [f64; 5])>,
+}
+
+/// The node's `Server-Timing` answer header as (read, slot, verify, chain,
+/// write) in ms; missing ones are 0.
+fn server_timing(h: &reqwest::header::HeaderMap) -> [f64; 5] {
+    let mut out = [0.0; 5];
+    let v = h
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    for part in v.split(',') {
+        let Some((name, dur)) = part.trim().split_once(";dur=") else {
+            continue;
+        };
+        let i = ["read", "slot", "verify", "chain", "write"]
+            .iter()
+            .position(|n| *n == name);
+        if let (Some(i), Ok(d)) = (i, dur.parse::<f64>()) {
+            out[i] = d;
+        }
+    }
+    out
+}
+
+/// The mean stages of the slowest tenth of `l`'s messages, and the rest of
+/// their latency (HTTP, scheduling, the client), ms.
+fn slow_tenth(l: &Legit) -> Option<String> {
+    let mut v = l.stages.clone();
+    if v.len() < 10 {
+        return None;
+    }
+    v.sort_by_key(|(d, _)| std::cmp::Reverse(*d));
+    let slow = &v[..v.len() / 10];
+    let n = slow.len() as f64;
+    let mut mean = [0.0; 5];
+    let mut outside = 0.0;
+    for (d, st) in slow {
+        for (m, x) in mean.iter_mut().zip(st) {
+            *m += x / n;
+        }
+        outside += (ms(*d) - st.iter().sum::<f64>()) / n;
+    }
+    Some(format!(
+        "slowest 10% of legit: node read {:.2}, slot wait {:.2}, checks {:.2}, chain {:.2}, write {:.2}, outside the handler {:.2} ms",
+        mean[0], mean[1], mean[2], mean[3], mean[4], outside
+    ))
 }
 
 /// The legitimate senders, round-robin: one fresh envelope every 1/rate s
@@ -240,8 +289,10 @@ async fn legit_sender(
             .await;
         match r {
             Ok(r) if r.status().as_u16() == 201 => {
+                let stages = server_timing(r.headers());
                 let _ = r.bytes().await;
                 out.latencies.push(t0.elapsed());
+                out.stages.push((t0.elapsed(), stages));
                 out.delivered += 1;
             }
             Ok(r) => {
@@ -626,6 +677,9 @@ async fn run_async(a: SpamBenchArgs) -> Result<(), String> {
         if !r.answers.is_empty() {
             let parts: Vec<String> = r.answers.iter().map(|(k, n)| format!("{k}: {n}")).collect();
             println!("    answers: {}", parts.join(", "));
+        }
+        if let Some(line) = slow_tenth(&r.legit) {
+            println!("    {line}");
         }
         if !r.legit.refused.is_empty() {
             println!("    LEGIT REFUSED: {:?}", r.legit.refused);

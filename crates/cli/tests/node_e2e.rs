@@ -201,6 +201,33 @@ async fn idempotent_resend_and_array_submission() {
     assert_eq!(r[3]["http_status"], 201);
     assert_eq!(r[3]["id"], b.id_hex());
     assert_eq!(health_count(&c, &node.url).await, 3);
+    // Every submission answer says where its time went (Server-Timing).
+    let c2 = signed(&alice, &bob, "timed", &node.chain_id);
+    let r = c
+        .post(format!("{}/v1/messages", node.url))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&json!([c2.to_json_value(false)])).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let timing = r.headers()["server-timing"].to_str().unwrap().to_string();
+    let stages: Vec<&str> = timing
+        .split(", ")
+        .map(|p| {
+            let (name, dur) = p.split_once(";dur=").expect("name;dur=ms");
+            assert!(dur.parse::<f64>().unwrap() >= 0.0, "{timing}");
+            name
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        ["read", "slot", "verify", "chain", "write"],
+        "{timing}"
+    );
+    let (st, v) = post_msg(&c, &node.url, &c2).await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("existing")), "{v}");
+    let (st, v) = ack(&c, &node, &bob, &[c2.id_hex()]).await;
+    assert_eq!(st, 200, "{v}");
     let ids: HashSet<String> = inbox_ids(&c, &node, &bob).await.into_iter().collect();
     let want: HashSet<String> = [m.id_hex(), a.id_hex(), b.id_hex()].into();
     assert_eq!(ids, want);

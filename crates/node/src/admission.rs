@@ -13,7 +13,7 @@ use fio_l2_chain::{ChainError, Ownership};
 use fio_l2_protocol::SignedMessage;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where an envelope comes from. Peers' envelopes are validated exactly as
 /// clients' are; the source only selects which limits and scores apply.
@@ -25,6 +25,25 @@ pub enum Source {
     Peer(String),
     /// In-process callers (tests, benchmarks, tools).
     Local,
+}
+
+/// Whose turn it is at the verification slots (fair_slots.rs): a client IP
+/// (IPv6: its /64), a peer, or in-process callers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Flow {
+    Ip(std::net::IpAddr),
+    Peer(String),
+    Local,
+}
+
+impl Source {
+    pub fn flow(&self) -> Flow {
+        match self {
+            Source::Client(ip) => Flow::Ip(crate::limits::ip_key(*ip)),
+            Source::Peer(url) => Flow::Peer(url.clone()),
+            Source::Local => Flow::Local,
+        }
+    }
 }
 
 /// The answer for one admitted envelope: 201 new, 200 already stored.
@@ -125,7 +144,50 @@ pub async fn admit_many<B>(state: &Arc<NodeState>, items: Vec<B>, source: &Sourc
 where
     B: AsRef<[u8]> + Send + 'static,
 {
-    let offline = offline_stage(state, items, source).await;
+    admit_timed(state, items, source, &mut Timings::default()).await
+}
+
+/// Where a submission's time went (each stage's slowest chunk), for the
+/// `Server-Timing` answer header: operators and benchmarks can tell queueing
+/// for a verification slot from verifying, the chain and the durable write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub read: Duration,
+    pub slot: Duration,
+    pub verify: Duration,
+    pub chain: Duration,
+    pub write: Duration,
+}
+
+impl Timings {
+    /// `read;dur=0.104, slot;dur=0.000, ...` in milliseconds.
+    pub fn header_value(&self) -> axum::http::HeaderValue {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let v = format!(
+            "read;dur={:.3}, slot;dur={:.3}, verify;dur={:.3}, chain;dur={:.3}, write;dur={:.3}",
+            ms(self.read),
+            ms(self.slot),
+            ms(self.verify),
+            ms(self.chain),
+            ms(self.write)
+        );
+        axum::http::HeaderValue::from_str(&v).expect("ascii")
+    }
+}
+
+/// [`admit_many`], noting each stage's time in `t`.
+pub async fn admit_timed<B>(
+    state: &Arc<NodeState>,
+    items: Vec<B>,
+    source: &Source,
+    t: &mut Timings,
+) -> Vec<Outcome>
+where
+    B: AsRef<[u8]> + Send + 'static,
+{
+    let (offline, slot, verify) = offline_stage(state, items, source).await;
+    (t.slot, t.verify) = (slot, verify);
+    let chain_started = Instant::now();
     // Chain ownership and the charged limits, concurrently (cached lookups,
     // single-flight in the client).
     let chained = futures_util::future::join_all(offline.into_iter().map(|(id, r)| async move {
@@ -138,6 +200,8 @@ where
         (id, r)
     }))
     .await;
+    t.chain = chain_started.elapsed();
+    let write_started = Instant::now();
     // Durable write: everything queued first, then the replies awaited.
     let mut pending = Vec::with_capacity(chained.len());
     for (id, r) in chained {
@@ -153,6 +217,7 @@ where
         count(state, source, &result);
         out.push(Outcome { id, result });
     }
+    t.write = write_started.elapsed();
     out
 }
 
@@ -188,12 +253,13 @@ enum Offline {
 type OfflineResult = (Option<[u8; 32]>, Result<Offline, ApiError>);
 
 /// Checks 1-4 and the spam prechecks of every item on the CPU pool,
-/// in at most `max_concurrent_verifications` chunks at once.
+/// in at most `max_concurrent_verifications` chunks at once. Also the
+/// longest any chunk waited for its slot, and then for its checks.
 async fn offline_stage<B>(
     state: &Arc<NodeState>,
     items: Vec<B>,
     source: &Source,
-) -> Vec<OfflineResult>
+) -> (Vec<OfflineResult>, Duration, Duration)
 where
     B: AsRef<[u8]> + Send + 'static,
 {
@@ -214,23 +280,31 @@ where
         let (st, src) = (state.clone(), source.clone());
         tasks.push(async move {
             let len = chunk.len();
-            let slot =
-                tokio::time::timeout(Duration::from_secs(10), st.verify_slots.acquire()).await;
+            let queued = Instant::now();
+            let slot = tokio::time::timeout(
+                Duration::from_secs(10),
+                st.verify_slots.acquire(src.flow(), len as u64),
+            )
+            .await;
+            let waited = queued.elapsed();
             let _slot = match slot {
                 Ok(Ok(s)) => s,
                 Ok(Err(_)) => {
-                    return refuse_all(len, || {
+                    let r = refuse_all(len, || {
                         unavailable("shutting_down", "the node is shutting down")
-                    })
+                    });
+                    return (r, waited, Duration::ZERO);
                 }
                 Err(_) => {
-                    return refuse_all(len, || {
+                    let r = refuse_all(len, || {
                         unavailable("saturated", "the node is saturated; retry later")
-                    })
+                    });
+                    return (r, waited, Duration::ZERO);
                 }
             };
-            let st2 = st.clone();
-            st.cpu
+            let (st2, started) = (st.clone(), Instant::now());
+            let r = st
+                .cpu
                 .run(move || offline_checks(&st2, &chunk, &src))
                 .await
                 .unwrap_or_else(|_| {
@@ -241,14 +315,16 @@ where
                             "admission checks failed unexpectedly",
                         )
                     })
-                })
+                });
+            (r, waited, started.elapsed())
         });
     }
-    futures_util::future::join_all(tasks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    let (mut out, mut slot, mut verify) = (Vec::with_capacity(n), Duration::ZERO, Duration::ZERO);
+    for (r, w, v) in futures_util::future::join_all(tasks).await {
+        out.extend(r);
+        (slot, verify) = (slot.max(w), verify.max(v));
+    }
+    (out, slot, verify)
 }
 
 fn refuse_all(n: usize, e: impl Fn() -> ApiError) -> Vec<OfflineResult> {

@@ -1,6 +1,6 @@
 //! HTTP routes: thin handlers over admission, storage and auth (docs/api.md).
 
-use crate::admission::{admit_many, ResultsJson, Source};
+use crate::admission::{admit_timed, ResultsJson, Source, Timings};
 use crate::auth::{self, RequestParts};
 use crate::error::ApiError;
 use crate::state::{now_unix, NodeState};
@@ -143,6 +143,8 @@ async fn post_messages(
     body: axum::body::Body,
 ) -> Response {
     let source = Source::Client(client);
+    let mut t = Timings::default();
+    let read_started = std::time::Instant::now();
     let (body, array) = match crate::message_body::read(&st, &headers, body).await {
         Ok(b) => (b.bytes, b.array),
         Err(r) => {
@@ -151,12 +153,15 @@ async fn post_messages(
             return r.error.into_response();
         }
     };
+    t.read = read_started.elapsed();
     if !array {
-        let mut out = admit_many(&st, vec![body], &source).await;
-        return match out.pop().expect("one outcome per envelope").result {
+        let mut out = admit_timed(&st, vec![body], &source, &mut t).await;
+        let mut r = match out.pop().expect("one outcome per envelope").result {
             Ok(a) => (a.status, Json(a.body())).into_response(),
             Err(e) => e.into_response(),
         };
+        r.headers_mut().insert("server-timing", t.header_value());
+        return r;
     }
     let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -197,12 +202,14 @@ async fn post_messages(
         .iter()
         .map(|r| body.slice_ref(r.get().as_bytes()))
         .collect();
-    let outcomes = admit_many(&st, items, &source).await;
+    let outcomes = admit_timed(&st, items, &source, &mut t).await;
     let mut results = ResultsJson::with_capacity(outcomes.len());
     for o in &outcomes {
         results.push(&o.result);
     }
-    results.into_response()
+    let mut r = results.into_response();
+    r.headers_mut().insert("server-timing", t.header_value());
+    r
 }
 
 /// Validates the path address and the owner proof, then asks the chain.

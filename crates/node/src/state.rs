@@ -21,8 +21,9 @@ pub struct NodeState {
     pub chain: Arc<dyn Chain>,
     pub hub: Hub,
     pub replay: ReplayGuard,
-    /// Bounds admission chunks queued for or running on `cpu`.
-    pub verify_slots: Semaphore,
+    /// Bounds admission chunks queued for or running on `cpu`, shared fairly
+    /// among clients (fair_slots.rs).
+    pub verify_slots: crate::fair_slots::FairSlots<crate::admission::Flow>,
     /// Admission's CPU work, at a lower priority than the writer (cpu_pool.rs).
     pub cpu: crate::cpu_pool::CpuPool,
     /// Bounds live subscriptions.
