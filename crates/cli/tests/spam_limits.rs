@@ -328,7 +328,11 @@ async fn tarpit_holds_refusals_within_its_bounds() {
     let t0 = std::time::Instant::now();
     let r = post_msg_ra(&c2, &node.url, &m("late")).await;
     assert_refused(&r, 429, "ip_rate_limited");
-    assert!(t0.elapsed() >= std::time::Duration::from_millis(2990), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(2990),
+        "{:?}",
+        t0.elapsed()
+    );
     let tarpit = |i: &serde_json::Value| {
         let t = &i["stats"]["spam"]["tarpit"];
         (t["delayed"].as_u64().unwrap(), t["full"].as_u64().unwrap())

@@ -145,7 +145,10 @@ mod tests {
         let a3 = t.hold(ip(1), 5).expect("a place came back");
         drop((a2, a3, b1));
         let s = t.stats_value();
-        assert_eq!((s["held"].as_u64(), s["held_ips"].as_u64()), (Some(0), Some(0)));
+        assert_eq!(
+            (s["held"].as_u64(), s["held_ips"].as_u64()),
+            (Some(0), Some(0))
+        );
         assert_eq!(s["delayed"], 4);
     }
 
