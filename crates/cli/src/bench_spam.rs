@@ -68,6 +68,10 @@ pub struct SpamBenchArgs {
     pub sender_burst: u32,
     #[arg(long, default_value_t = 60)]
     pub sender_per_min: u32,
+    /// The node's per-IP request burst (`ip_requests_burst`; its default
+    /// when not given).
+    #[arg(long)]
+    pub ip_requests_burst: Option<u32>,
 }
 
 struct NodeProc {
@@ -99,8 +103,11 @@ fn start_node(dir: &std::path::Path, a: &SpamBenchArgs) -> Result<NodeProc, Stri
     std::fs::write(
         &cfg,
         format!(
-            "chain_positive_ttl_secs = 3600\n[limits]\nlimit_loopback = true\nsender_burst = {}\nsender_per_min = {}\nwrite_queue = 100000\n",
-            a.sender_burst, a.sender_per_min
+            "chain_positive_ttl_secs = 3600\n[limits]\nlimit_loopback = true\nsender_burst = {}\nsender_per_min = {}\nwrite_queue = 100000\n{}",
+            a.sender_burst,
+            a.sender_per_min,
+            a.ip_requests_burst
+                .map_or(String::new(), |b| format!("ip_requests_burst = {b}\n"))
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -628,7 +635,7 @@ async fn run_async(a: SpamBenchArgs) -> Result<(), String> {
     let (b50, b99) = (percentile(&mut bl, 0.5), percentile(&mut bl, 0.99));
     let base_cpu_rate = quiet.iter().map(|r| r.cpu).sum::<f64>()
         / quiet.iter().map(|r| r.attack_secs).sum::<f64>().max(0.001);
-    println!("fio-l2 bench spam: node pid {pid}, legit {} msg/s from 127.0.0.1 ({n_legit} senders -> carol@legit), attacker on {} loopback IPs x {} concurrent requests (rate cap {}/s, 0 = none); node sender_burst {} sender_per_min {}", a.legit_rate, a.attack_ips, a.concurrency, a.attack_rate, a.sender_burst, a.sender_per_min);
+    println!("fio-l2 bench spam: node pid {pid}, legit {} msg/s from 127.0.0.1 ({n_legit} senders -> carol@legit), attacker on {} loopback IPs x {} concurrent requests (rate cap {}/s, 0 = none); node sender_burst {} sender_per_min {} ip_requests_burst {}", a.legit_rate, a.attack_ips, a.concurrency, a.attack_rate, a.sender_burst, a.sender_per_min, a.ip_requests_burst.map_or("default".to_string(), |b| b.to_string()));
     println!(
         "{:<32} {:>8} {:>8} {:>9} {:>10} {:>10} {:>8} {:>9} {:>10} {:>10}",
         "phase",

@@ -202,18 +202,46 @@ where
     .await;
     t.chain = chain_started.elapsed();
     let write_started = Instant::now();
-    // Durable write: everything queued first, then the replies awaited.
-    let mut pending = Vec::with_capacity(chained.len());
-    for (id, r) in chained {
-        pending.push((id, r.and_then(|o| submit(state, o))));
+    // Durable write: every survivor in one submission (one commit holds
+    // them all), then the answers.
+    let mut results: Vec<Option<Result<Admitted, ApiError>>> = Vec::with_capacity(chained.len());
+    let mut ids = Vec::with_capacity(chained.len());
+    let (mut writing, mut batch) = (Vec::new(), Vec::new());
+    for (i, (id, r)) in chained.into_iter().enumerate() {
+        ids.push(id);
+        results.push(match r {
+            Ok(Offline::Known(a)) => Some(Ok(a)),
+            Ok(Offline::Checked(msg, _)) => {
+                let (new, json) = to_store(&msg);
+                batch.push(new);
+                writing.push((i, msg, json));
+                None
+            }
+            Err(e) => Some(Err(e)),
+        });
     }
-    let mut out = Vec::with_capacity(pending.len());
-    for (id, p) in pending {
-        let result = match p {
-            Ok(Submitted::Done(a)) => Ok(a),
-            Ok(Submitted::Writing(w)) => finish(state, *w, source).await,
+    if !batch.is_empty() {
+        let written = match state.writer.try_submit_many(batch) {
+            Ok(pending) => pending.await,
             Err(e) => Err(e),
         };
+        match written {
+            Ok(outcomes) => {
+                for ((i, msg, json), o) in writing.into_iter().zip(outcomes) {
+                    results[i] = Some(finish(state, &msg, &json, o, source));
+                }
+            }
+            Err(e) => {
+                let e = to_api(e);
+                for (i, _, _) in writing {
+                    results[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(results.len());
+    for (id, result) in ids.into_iter().zip(results) {
+        let result = result.unwrap_or_else(|| Err(storage_error(WriteError::Closed)));
         count(state, source, &result);
         out.push(Outcome { id, result });
     }
@@ -426,17 +454,6 @@ async fn chain_stage(
     crate::limits::charge(state, msg, source, ticket).await
 }
 
-enum Submitted {
-    Done(Admitted),
-    Writing(Box<Writing>),
-}
-
-struct Writing {
-    msg: SignedMessage,
-    json: Arc<str>,
-    reply: crate::writer::PendingWrite,
-}
-
 fn to_api(e: WriteError) -> ApiError {
     match e {
         WriteError::Saturated => {
@@ -446,13 +463,9 @@ fn to_api(e: WriteError) -> ApiError {
     }
 }
 
-/// Queues a checked message for the durable write. Its JSON is rendered
-/// once: the stored form is also what peers and subscribers get.
-fn submit(state: &NodeState, o: Offline) -> Result<Submitted, ApiError> {
-    let msg = match o {
-        Offline::Known(a) => return Ok(Submitted::Done(a)),
-        Offline::Checked(msg, _) => *msg,
-    };
+/// A checked message as the store keeps it. Its JSON is rendered once: the
+/// stored form is also what peers and subscribers get.
+fn to_store(msg: &SignedMessage) -> (NewMessage, Arc<str>) {
     let m = msg.message();
     let json: Arc<str> = msg.to_json_string(true).into();
     let new = NewMessage {
@@ -463,27 +476,31 @@ fn submit(state: &NodeState, o: Offline) -> Result<Submitted, ApiError> {
         expires: m.expires,
         binary: json.as_bytes().to_vec(),
     };
-    let reply = state.writer.try_submit(new).map_err(to_api)?;
-    Ok(Submitted::Writing(Box::new(Writing { msg, json, reply })))
+    (new, json)
 }
 
-/// Waits for the commit, then tells peers and subscribers.
-async fn finish(state: &NodeState, w: Writing, source: &Source) -> Result<Admitted, ApiError> {
-    let Writing { msg, json, reply } = w;
-    match reply.await.map_err(to_api)? {
+/// After the commit: tells peers and subscribers of a new message.
+fn finish(
+    state: &NodeState,
+    msg: &SignedMessage,
+    json: &Arc<str>,
+    outcome: PutOutcome,
+    source: &Source,
+) -> Result<Admitted, ApiError> {
+    match outcome {
         PutOutcome::Inserted { seq } => {
             let recipient = &msg.message().recipient;
-            crate::replication::on_inserted(state, &json, source);
+            crate::replication::on_inserted(state, json, source);
             state.hub.publish(recipient, || InboxEvent {
                 seq,
-                json: crate::stored::event_json(seq, &json),
+                json: crate::stored::event_json(seq, json),
             });
             Ok(Admitted {
                 status: StatusCode::CREATED,
                 id: msg.id(),
             })
         }
-        PutOutcome::Existing { .. } => Ok(existing(&msg)),
+        PutOutcome::Existing { .. } => Ok(existing(msg)),
         PutOutcome::Deleted => Err(deleted()),
     }
 }

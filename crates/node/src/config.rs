@@ -186,6 +186,10 @@ impl NodeConfig {
         {
             return Err("rate_limit_entries and max_inflight_* must be positive".into());
         }
+        if l.write_queue < l.max_batch {
+            // An array is queued whole for the writer.
+            return Err("write_queue must be at least max_batch".into());
+        }
         if l.tarpit_ms > 60_000 {
             return Err("tarpit_ms must be at most 60000".into());
         }

@@ -6,9 +6,15 @@
 //! submitter. While one fsync runs, the next batch queues up by itself: batches
 //! grow with load and a lone message is never delayed by a timer.
 //!
-//! The queue is bounded: [`WriterHandle::try_submit`] fails at once with
-//! [`WriteError::Saturated`] when it is full (the node answers 503), and
-//! [`WriterHandle::submit`] waits for room. Memory stays bounded either way.
+//! A submission is a group of messages with one answer: an array's envelopes
+//! go in together ([`WriterHandle::try_submit_many`]), so a commit never
+//! splits them (the writer would otherwise wake on an array's first message
+//! and commit it nearly alone), and the array costs one wake-up, not one per
+//! envelope.
+//!
+//! The queue is bounded in messages: [`WriterHandle::try_submit`] fails at
+//! once with [`WriteError::Saturated`] when it is full (the node answers 503),
+//! and [`WriterHandle::submit`] waits for room. Memory stays bounded either way.
 //!
 //! The thread runs its own OS thread rather than a tokio task because
 //! `put_batch` blocks on fsync. It stops when every handle has been dropped and
@@ -21,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::storage::{NewMessage, PutOutcome, Store};
 
@@ -48,7 +54,15 @@ impl fmt::Display for WriteError {
 
 impl std::error::Error for WriteError {}
 
-type Reply = oneshot::Sender<Result<PutOutcome, WriteError>>;
+type Reply = oneshot::Sender<Result<Vec<PutOutcome>, WriteError>>;
+
+/// One submission: its messages, its answer, and its places in the queue
+/// (given back when the writer takes it).
+struct Job {
+    msgs: Vec<NewMessage>,
+    reply: Reply,
+    _queued: OwnedSemaphorePermit,
+}
 
 /// Counters of the writer thread, for metrics and tests.
 #[derive(Default, Debug)]
@@ -100,35 +114,38 @@ impl GroupCommitWriter {
         queue_capacity: usize,
         max_batch: usize,
     ) -> std::io::Result<WriterHandle> {
-        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        // Unbounded channel, bounded by the message permits below.
+        let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         let max_batch = max_batch.max(1);
         std::thread::Builder::new()
             .name("fio-l2-writer".into())
             .spawn(move || run(store, rx, max_batch, &thread_stats))?;
-        Ok(WriterHandle { tx, stats })
+        Ok(WriterHandle {
+            tx,
+            room: Arc::new(Semaphore::new(queue_capacity.max(1))),
+            stats,
+        })
     }
 }
 
 fn run(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<(NewMessage, Reply)>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
     max_batch: usize,
     stats: &WriterStats,
 ) {
     let mut msgs = Vec::with_capacity(max_batch);
-    let mut replies = Vec::with_capacity(max_batch);
-    // blocking_recv parks this thread until a message comes or all senders are gone.
-    while let Some((m, r)) = rx.blocking_recv() {
-        msgs.push(m);
-        replies.push(r);
+    let mut replies: Vec<(Reply, usize)> = Vec::new();
+    // blocking_recv parks this thread until a job comes or all senders are gone.
+    while let Some(job) = rx.blocking_recv() {
+        take(job, &mut msgs, &mut replies);
+        // Whole submissions only: the last one may take the batch past
+        // `max_batch` by less than one submission.
         while msgs.len() < max_batch {
             match rx.try_recv() {
-                Ok((m, r)) => {
-                    msgs.push(m);
-                    replies.push(r);
-                }
+                Ok(job) => take(job, &mut msgs, &mut replies),
                 Err(_) => break,
             }
         }
@@ -142,10 +159,11 @@ fn run(
             .busy_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         match result {
-            Ok(outcomes) if outcomes.len() == replies.len() => {
-                for (r, o) in replies.drain(..).zip(outcomes) {
-                    // A submitter that stopped waiting is fine: its message is stored.
-                    let _ = r.send(Ok(o));
+            Ok(outcomes) if outcomes.len() == msgs.len() => {
+                let mut outcomes = outcomes.into_iter();
+                for (r, k) in replies.drain(..) {
+                    // A submitter that stopped waiting is fine: its messages are stored.
+                    let _ = r.send(Ok(outcomes.by_ref().take(k).collect()));
                 }
             }
             Ok(outcomes) => {
@@ -153,16 +171,16 @@ fn run(
                 let e = WriteError::Store(format!(
                     "store answered {} outcomes for {} messages",
                     outcomes.len(),
-                    replies.len()
+                    msgs.len()
                 ));
-                for r in replies.drain(..) {
+                for (r, _) in replies.drain(..) {
                     let _ = r.send(Err(e.clone()));
                 }
             }
             Err(e) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 let e = WriteError::Store(e.to_string());
-                for r in replies.drain(..) {
+                for (r, _) in replies.drain(..) {
                     let _ = r.send(Err(e.clone()));
                 }
             }
@@ -179,20 +197,30 @@ fn run(
     }
 }
 
+/// Moves a job's messages into the batch; its queue places are given back.
+fn take(job: Job, msgs: &mut Vec<NewMessage>, replies: &mut Vec<(Reply, usize)>) {
+    let Job { msgs: m, reply, .. } = job;
+    replies.push((reply, m.len()));
+    msgs.extend(m);
+}
+
 /// A cheap, cloneable handle to the writer thread.
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<(NewMessage, Reply)>,
+    tx: mpsc::UnboundedSender<Job>,
+    /// Places in the queue, one per message.
+    room: Arc<Semaphore>,
     stats: Arc<WriterStats>,
 }
 
-/// The answer to a queued message: resolves once its batch has committed.
-pub struct PendingWrite {
-    rx: oneshot::Receiver<Result<PutOutcome, WriteError>>,
+/// The answer to a queued submission: resolves once its batch has committed,
+/// with one outcome per message in order.
+pub struct PendingWrites {
+    rx: oneshot::Receiver<Result<Vec<PutOutcome>, WriteError>>,
 }
 
-impl Future for PendingWrite {
-    type Output = Result<PutOutcome, WriteError>;
+impl Future for PendingWrites {
+    type Output = Result<Vec<PutOutcome>, WriteError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.rx)
             .poll(cx)
@@ -200,32 +228,75 @@ impl Future for PendingWrite {
     }
 }
 
+/// The answer to one queued message.
+pub struct PendingWrite(PendingWrites);
+
+impl Future for PendingWrite {
+    type Output = Result<PutOutcome, WriteError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|r| {
+            r.and_then(|v| {
+                v.into_iter()
+                    .next()
+                    .ok_or_else(|| WriteError::Store("no outcome".into()))
+            })
+        })
+    }
+}
+
 impl WriterHandle {
     /// Queues `msg`, waiting for room if the queue is full, and resolves once it
     /// is durably stored (or refused as `Deleted`, or known as `Existing`).
     pub async fn submit(&self, msg: NewMessage) -> Result<PutOutcome, WriteError> {
-        let (rtx, rrx) = oneshot::channel();
-        self.tx
-            .send((msg, rtx))
+        let permit = self
+            .room
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| WriteError::Closed)?;
-        PendingWrite { rx: rrx }.await
+        PendingWrite(self.send(vec![msg], permit)?).await
     }
 
     /// Queues `msg` without waiting: `Err(Saturated)` at once if the queue is
     /// full. Await the returned [`PendingWrite`] for the outcome.
     pub fn try_submit(&self, msg: NewMessage) -> Result<PendingWrite, WriteError> {
-        let (rtx, rrx) = oneshot::channel();
-        self.tx.try_send((msg, rtx)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WriteError::Saturated,
-            mpsc::error::TrySendError::Closed(_) => WriteError::Closed,
-        })?;
-        Ok(PendingWrite { rx: rrx })
+        self.try_submit_many(vec![msg]).map(PendingWrite)
     }
 
-    /// Free places in the queue right now.
+    /// Queues `msgs` as one submission (committed together) without waiting:
+    /// `Err(Saturated)` at once if the queue has no room for all of them.
+    pub fn try_submit_many(&self, msgs: Vec<NewMessage>) -> Result<PendingWrites, WriteError> {
+        let n = u32::try_from(msgs.len()).map_err(|_| WriteError::Saturated)?;
+        let permit = self
+            .room
+            .clone()
+            .try_acquire_many_owned(n.max(1))
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::NoPermits => WriteError::Saturated,
+                tokio::sync::TryAcquireError::Closed => WriteError::Closed,
+            })?;
+        self.send(msgs, permit)
+    }
+
+    fn send(
+        &self,
+        msgs: Vec<NewMessage>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<PendingWrites, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                msgs,
+                reply,
+                _queued: permit,
+            })
+            .map_err(|_| WriteError::Closed)?;
+        Ok(PendingWrites { rx })
+    }
+
+    /// Free places (messages) in the queue right now.
     pub fn queue_free(&self) -> usize {
-        self.tx.capacity()
+        self.room.available_permits()
     }
 
     /// The writer's counters.

@@ -227,3 +227,46 @@ async fn store_failure_answers_every_submitter() {
     ));
     assert_eq!(store.count().unwrap(), 1);
 }
+
+/// A submission of many messages is committed whole, in one batch, with
+/// one outcome per message in order; it is refused whole when the queue
+/// lacks room for all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_committed_whole_or_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(Backend::Redb, dir.path()).unwrap();
+    let gated = Gated::new(store.clone(), false);
+    let handle = GroupCommitWriter::spawn(gated.clone(), 8, 64).unwrap();
+    // A lone message goes into a (blocked) commit of its own.
+    let first = handle.try_submit(msg(0)).unwrap();
+    for _ in 0..500 {
+        if handle.queue_free() == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Then a group of 5 (one repeated: Existing) waits whole.
+    let group: Vec<_> = [1, 2, 3, 1, 4].into_iter().map(msg).collect();
+    let pending = handle.try_submit_many(group).unwrap();
+    assert_eq!(handle.queue_free(), 3);
+    // 4 more do not fit in the 3 places left: refused, nothing queued.
+    let too_many: Vec<_> = (10..14).map(msg).collect();
+    assert_eq!(
+        handle.try_submit_many(too_many).err(),
+        Some(WriteError::Saturated)
+    );
+    assert_eq!(handle.queue_free(), 3);
+    gated.set_open(true);
+    assert!(matches!(first.await, Ok(PutOutcome::Inserted { .. })));
+    let outcomes = pending.await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    let inserted: Vec<bool> = outcomes
+        .iter()
+        .map(|o| matches!(o, PutOutcome::Inserted { .. }))
+        .collect();
+    assert_eq!(inserted, [true, true, true, false, true]);
+    assert!(matches!(outcomes[3], PutOutcome::Existing { .. }));
+    let st = handle.stats();
+    assert_eq!((st.batches, st.messages, st.largest_batch), (2, 6, 5));
+    assert_eq!(store.count().unwrap(), 5);
+}
