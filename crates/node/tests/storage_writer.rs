@@ -7,7 +7,7 @@ use std::time::Duration;
 use fio_l2_node::storage::{
     open, Backend, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry,
 };
-use fio_l2_node::writer::{GroupCommitWriter, WriteError};
+use fio_l2_node::writer::{GroupCommitWriter, PendingWrite, WriteError, WriterHandle};
 
 const NOW: u32 = 1_800_000_000;
 
@@ -173,20 +173,31 @@ async fn ungated_concurrent_submitters_form_batches() {
     assert_eq!(store.count().unwrap(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_queue_is_saturated_not_unbounded() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(Backend::Redb, dir.path()).unwrap();
+/// A redb store behind a closed gate, a writer with room for `queue`
+/// messages, and message 0 already taken into the (blocked) first commit.
+async fn writer_with_blocked_commit(
+    dir: &Path,
+    queue: usize,
+    max_batch: usize,
+) -> (Arc<dyn Store>, Arc<Gated>, WriterHandle, PendingWrite) {
+    let store = open(Backend::Redb, dir).unwrap();
     let gated = Gated::new(store.clone(), false);
-    let handle = GroupCommitWriter::spawn(gated.clone(), 4, 8).unwrap();
-    // The first message is taken into a (blocked) commit; then 4 fill the queue.
+    let handle = GroupCommitWriter::spawn(gated.clone(), queue, max_batch).unwrap();
     let first = handle.try_submit(msg(0)).unwrap();
     for _ in 0..500 {
-        if handle.queue_free() == 4 {
+        if handle.queue_free() == queue {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    (store, gated, handle, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_is_saturated_not_unbounded() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first message is taken into a (blocked) commit; then 4 fill the queue.
+    let (store, gated, handle, first) = writer_with_blocked_commit(dir.path(), 4, 8).await;
     let mut pending = vec![first];
     for n in 1..=4 {
         pending.push(handle.try_submit(msg(n)).unwrap());
@@ -234,17 +245,8 @@ async fn store_failure_answers_every_submitter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_is_committed_whole_or_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(Backend::Redb, dir.path()).unwrap();
-    let gated = Gated::new(store.clone(), false);
-    let handle = GroupCommitWriter::spawn(gated.clone(), 8, 64).unwrap();
     // A lone message goes into a (blocked) commit of its own.
-    let first = handle.try_submit(msg(0)).unwrap();
-    for _ in 0..500 {
-        if handle.queue_free() == 8 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (store, gated, handle, first) = writer_with_blocked_commit(dir.path(), 8, 64).await;
     // Then a group of 5 (one repeated: Existing) waits whole.
     let group: Vec<_> = [1, 2, 3, 1, 4].into_iter().map(msg).collect();
     let pending = handle.try_submit_many(group).unwrap();
