@@ -13,7 +13,8 @@
 //! client's backlog, and every flow with work waiting gets an equal share of
 //! the slots, however many requests it keeps in flight.
 //!
-//! Memory: one waiter per queued chunk (bounded by the in-flight limits),
+//! Memory: one waiter per queued chunk (bounded by the in-flight limits; a
+//! waiter that gives up leaves the queue at once),
 //! and one number per flow that is ahead of virtual time, capped at
 //! [`MAX_FLOWS`]: past it, the history of flows with nothing waiting is
 //! forgotten (they start afresh at the current virtual time).
@@ -54,6 +55,24 @@ struct Waiter<K: Hash + Eq + Clone> {
     tx: oneshot::Sender<Slot<K>>,
 }
 
+/// A waiter's place in the queue: a waiter that gives up (its future is
+/// dropped, say by a timeout) leaves the queue at once, so giving up cannot
+/// pile up entries while every slot is busy. Once served, the entry is gone
+/// already and this does nothing.
+struct Queued<'a, K: Hash + Eq + Clone> {
+    shared: &'a Arc<Shared<K>>,
+    key: (u64, u64),
+}
+
+impl<K: Hash + Eq + Clone> Drop for Queued<'_, K> {
+    fn drop(&mut self) {
+        let gone = self.shared.lock().waiting.remove(&self.key);
+        // Dropped outside the lock: nothing in it takes the lock, but keep
+        // the rule simple.
+        drop(gone);
+    }
+}
+
 /// One slot, given back when dropped.
 pub struct Slot<K: Hash + Eq + Clone> {
     shared: Arc<Shared<K>>,
@@ -81,7 +100,7 @@ impl<K: Hash + Eq + Clone> FairSlots<K> {
     /// Waits for a slot for work of `cost` (envelopes) from `flow`.
     /// Cancel-safe: a slot handed to a waiter that has gone is given back.
     pub async fn acquire(&self, flow: K, cost: u64) -> Result<Slot<K>, Closed> {
-        let rx = {
+        let (rx, _queued) = {
             let mut g = self.shared.lock();
             let start = g.vtime.max(g.finish.get(&flow).copied().unwrap_or(0));
             let end = start + cost.max(1);
@@ -98,7 +117,13 @@ impl<K: Hash + Eq + Clone> FairSlots<K> {
             g.seq += 1;
             let seq = g.seq;
             g.waiting.insert((start, seq), Waiter { flow, end, tx });
-            rx
+            (
+                rx,
+                Queued {
+                    shared: &self.shared,
+                    key: (start, seq),
+                },
+            )
         };
         rx.await.map_err(|_| Closed)
     }
@@ -246,8 +271,15 @@ mod tests {
         let busy = slots.acquire(1u32, 1).await.unwrap();
         let gone = tokio::time::timeout(Duration::from_millis(20), slots.acquire(2, 1)).await;
         assert!(gone.is_err());
+        // It left the queue when it gave up.
+        assert_eq!(slots.waiting(), 0);
+        // Served and then dropped before it looked: the slot comes back too.
+        let mut late = Box::pin(slots.acquire(4, 1));
+        assert!(poll_once(&mut late).await.is_pending());
         assert_eq!(slots.waiting(), 1);
         drop(busy);
+        assert_eq!((slots.available(), slots.waiting()), (0, 0));
+        drop(late);
         assert_eq!(slots.available(), 1);
         assert_eq!(slots.waiting(), 0);
         let again = slots.acquire(3, 1).await.unwrap();
