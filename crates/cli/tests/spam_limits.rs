@@ -435,20 +435,59 @@ async fn trusted_proxy_forwarded_clients_are_limited_apart() {
     assert_eq!(health_count(&c, &node.url).await, 2);
 }
 
-#[test]
-fn a_bad_trusted_proxy_is_refused_at_startup() {
+/// Starts `fio-l2 node --dev` on a fresh data dir with `extra` arguments,
+/// expecting it to refuse to start; its stderr. A node that starts anyway
+/// fails the test (after 30 s) instead of hanging it.
+fn refused_at_startup(extra: &[&std::ffi::OsStr]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
+    let mut child = std::process::Command::new(BIN)
         .args(["node", "--dev", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path().join("node"))
-        .args(["--trusted-proxy", "10.0.0.0/33"])
-        .output()
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node started with {extra:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!dir.path().join("node").exists(), "nothing created");
+    err
+}
+
+#[test]
+fn a_bad_trusted_proxy_is_refused_at_startup() {
+    let err = refused_at_startup(&["--trusted-proxy".as_ref(), "10.0.0.0/33".as_ref()]);
     assert!(
         err.contains("trusted proxy \"10.0.0.0/33\": prefix must be 0-32"),
         "{err}"
     );
-    assert!(!dir.path().join("node").exists(), "nothing created");
+}
+
+#[test]
+fn limits_the_node_cannot_honour_are_refused_at_startup() {
+    for (limits, want) in [
+        ("tarpit_ms = 60001", "tarpit_ms must be at most 60000"),
+        (
+            "write_queue = 50\nmax_batch = 100",
+            "write_queue must be at least max_batch",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("node.toml");
+        std::fs::write(&cfg, format!("[limits]\n{limits}\n")).unwrap();
+        let err = refused_at_startup(&["--config".as_ref(), cfg.as_os_str()]);
+        assert!(err.contains(want), "{limits}: {err}");
+    }
 }
