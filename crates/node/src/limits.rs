@@ -233,7 +233,7 @@ pub struct SpamState {
     pub pair: BucketMap<(String, String)>,
     inbox: InboxCounts,
     inflight: Arc<tokio::sync::Semaphore>,
-    inflight_ip: Mutex<HashMap<IpAddr, usize>>,
+    inflight_ip: IpCounts,
     pub policies: Arc<crate::policy::PolicyStore>,
     pub counters: SpamCounters,
     pub tarpit: crate::tarpit::Tarpit,
@@ -255,7 +255,7 @@ impl SpamState {
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 l.max_inflight_submissions.max(1),
             )),
-            inflight_ip: Mutex::new(HashMap::new()),
+            inflight_ip: IpCounts::default(),
             policies: Arc::new(crate::policy::PolicyStore::open(
                 &data_dir.join("policies"),
                 l.max_policies,
@@ -321,7 +321,7 @@ impl SpamState {
                 "pair": map(self.pair.len(), self.pair.cap(), &self.pair.evictions),
             },
             "inbox_counts": self.inbox.map.lock().unwrap_or_else(|p| p.into_inner()).len(),
-            "inflight_ips": self.inflight_ip.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            "inflight_ips": self.inflight_ip.len(),
             "policies": self.policies.len(),
             "refusals": refusals,
             "tarpit": self.tarpit.stats_value(),
@@ -366,6 +366,49 @@ pub fn limited_ip(l: &Limits, ip: IpAddr) -> Option<IpAddr> {
     (l.limit_loopback || !ip.is_loopback()).then_some(ip)
 }
 
+/// How many of something each client IP holds at once (submissions in
+/// flight, refusals held by the tarpit), each under a cap. An IP holding
+/// nothing has no entry, so the map is as large as the IPs holding something.
+#[derive(Default)]
+pub struct IpCounts(Mutex<HashMap<IpAddr, usize>>);
+
+impl IpCounts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more for `ip`, unless it holds `cap` already.
+    pub fn try_add(&self, ip: IpAddr, cap: usize) -> bool {
+        let mut m = self.lock();
+        let n = m.get(&ip).copied().unwrap_or(0);
+        if n >= cap {
+            return false;
+        }
+        m.insert(ip, n + 1);
+        true
+    }
+
+    /// One fewer for `ip` (after a successful `try_add`).
+    pub fn remove(&self, ip: IpAddr) {
+        let mut m = self.lock();
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+
+    /// IPs holding something now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Releases the in-flight slots of one request when dropped.
 struct InflightGuard<'a> {
     st: &'a SpamState,
@@ -376,17 +419,7 @@ struct InflightGuard<'a> {
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         if let Some(ip) = self.ip {
-            let mut m = self
-                .st
-                .inflight_ip
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = m.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&ip);
-                }
-            }
+            self.st.inflight_ip.remove(ip);
         }
     }
 }
@@ -408,7 +441,8 @@ pub async fn ip_gate(State(st): State<Arc<NodeState>>, mut req: Request, next: N
         // The handler charges the same client (`ClientIp`), resolved once.
         req.extensions_mut().insert(ClientIp(ip));
     }
-    match gate_checks(&st, ip) {
+    let limited = ip.and_then(|ip| limited_ip(&st.config.limits, ip));
+    match gate_checks(&st, limited) {
         Ok(guard) => {
             let r = next.run(req).await;
             drop(guard);
@@ -419,7 +453,7 @@ pub async fn ip_gate(State(st): State<Arc<NodeState>>, mut req: Request, next: N
             crate::state::Counters::bump(&st.counters.refused);
             // Every refusal here but `saturated` is the IP's own doing.
             let own = e.status == StatusCode::TOO_MANY_REQUESTS;
-            if let Some(ip) = ip.and_then(|ip| limited_ip(&st.config.limits, ip)) {
+            if let Some(ip) = limited {
                 if let Some(slot) = own
                     .then(|| st.spam.tarpit.hold(ip, e.retry_after.unwrap_or(1)))
                     .flatten()
@@ -432,10 +466,10 @@ pub async fn ip_gate(State(st): State<Arc<NodeState>>, mut req: Request, next: N
     }
 }
 
+/// `ip`: the client as the limits see it (`limited_ip`), None if exempt.
 fn gate_checks(st: &NodeState, ip: Option<IpAddr>) -> Result<InflightGuard<'_>, ApiError> {
     let l = &st.config.limits;
     let sp = &st.spam;
-    let ip = ip.and_then(|ip| limited_ip(l, ip));
     if let Some(ip) = ip {
         sp.ip_failures.peek(&ip, 1.0).map_err(|s| {
             too_many(
@@ -457,19 +491,13 @@ fn gate_checks(st: &NodeState, ip: Option<IpAddr>) -> Result<InflightGuard<'_>, 
         .retry_after(1)
     })?;
     if let Some(ip) = ip {
-        let mut m = sp.inflight_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(ip).or_insert(0);
-        if *n >= l.max_inflight_per_ip {
-            if *n == 0 {
-                m.remove(&ip);
-            }
+        if !sp.inflight_ip.try_add(ip, l.max_inflight_per_ip) {
             return Err(too_many(
                 "ip_concurrency_limited",
                 "too many concurrent submissions from this address",
                 1,
             ));
         }
-        *n += 1;
     }
     Ok(InflightGuard {
         st: sp,

@@ -18,36 +18,34 @@
 //! by one address to let others through unslowed. The delay is never longer
 //! than the `Retry-After` it comes with.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::limits::IpCounts;
 
 pub struct Tarpit {
     delay: Duration,
     per_ip: usize,
     max: usize,
-    held: Mutex<Held>,
+    /// Places in all, and held per IP.
+    places: Semaphore,
+    by_ip: IpCounts,
     /// Answers held, since start.
     delayed: AtomicU64,
     /// Refusals answered at once because the tarpit was full.
     full: AtomicU64,
 }
 
-#[derive(Default)]
-struct Held {
-    total: usize,
-    by_ip: HashMap<IpAddr, usize>,
-}
-
-/// One held answer; its place is given back when dropped.
+/// One held answer; its places are given back when dropped.
 pub struct Slot<'a> {
     tarpit: &'a Tarpit,
     ip: IpAddr,
     delay: Duration,
+    _place: SemaphorePermit<'a>,
 }
 
 impl Slot<'_> {
@@ -59,32 +57,23 @@ impl Slot<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let mut h = self.tarpit.lock();
-        h.total -= 1;
-        if let Some(n) = h.by_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                h.by_ip.remove(&self.ip);
-            }
-        }
+        self.tarpit.by_ip.remove(self.ip);
     }
 }
 
 impl Tarpit {
     /// `delay_ms` 0 switches the tarpit off.
     pub fn new(delay_ms: u32, per_ip: usize, max: usize) -> Tarpit {
+        let max = max.min(Semaphore::MAX_PERMITS);
         Tarpit {
             delay: Duration::from_millis(u64::from(delay_ms)),
             per_ip,
             max,
-            held: Mutex::new(Held::default()),
+            places: Semaphore::new(max),
+            by_ip: IpCounts::default(),
             delayed: AtomicU64::new(0),
             full: AtomicU64::new(0),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A place to hold the refusal of `ip` that carries `retry_after_secs`,
@@ -93,30 +82,25 @@ impl Tarpit {
         if self.delay.is_zero() || self.per_ip == 0 || self.max == 0 {
             return None;
         }
-        let mut h = self.lock();
-        let mine = h.by_ip.get(&ip).copied().unwrap_or(0);
-        if h.total >= self.max || mine >= self.per_ip {
-            drop(h);
+        let place = self.places.try_acquire().ok();
+        let Some(place) = place.filter(|_| self.by_ip.try_add(ip, self.per_ip)) else {
             self.full.fetch_add(1, Ordering::Relaxed);
             return None;
-        }
-        h.total += 1;
-        *h.by_ip.entry(ip).or_insert(0) += 1;
-        drop(h);
+        };
         self.delayed.fetch_add(1, Ordering::Relaxed);
         Some(Slot {
             tarpit: self,
             ip,
             delay: self.delay.min(Duration::from_secs(retry_after_secs.max(1))),
+            _place: place,
         })
     }
 
     /// `stats.spam.tarpit` in /v1/info.
     pub fn stats_value(&self) -> Value {
-        let h = self.lock();
         json!({
-            "held": h.total,
-            "held_ips": h.by_ip.len(),
+            "held": self.max - self.places.available_permits(),
+            "held_ips": self.by_ip.len(),
             "delayed": self.delayed.load(Ordering::Relaxed),
             "full": self.full.load(Ordering::Relaxed),
         })
