@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Where an envelope comes from. Peers' envelopes are validated exactly as
 /// clients' are; the source only selects which limits and scores apply.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
     /// A client connection, by remote address.
     Client(std::net::IpAddr),
@@ -27,21 +27,13 @@ pub enum Source {
     Local,
 }
 
-/// Whose turn it is at the verification slots (fair_slots.rs): a client IP
-/// (IPv6: its /64), a peer, or in-process callers.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Flow {
-    Ip(std::net::IpAddr),
-    Peer(String),
-    Local,
-}
-
 impl Source {
-    pub fn flow(&self) -> Flow {
+    /// Whose turn it is at the verification slots (fair_slots.rs): this
+    /// source, with an IPv6 client taken as its /64 like the per-IP limits.
+    pub fn flow(&self) -> Source {
         match self {
-            Source::Client(ip) => Flow::Ip(crate::limits::ip_key(*ip)),
-            Source::Peer(url) => Flow::Peer(url.clone()),
-            Source::Local => Flow::Local,
+            Source::Client(ip) => Source::Client(crate::limits::ip_key(*ip)),
+            other => other.clone(),
         }
     }
 }

@@ -23,7 +23,7 @@ pub struct NodeState {
     pub replay: ReplayGuard,
     /// Bounds admission chunks queued for or running on `cpu`, shared fairly
     /// among clients (fair_slots.rs).
-    pub verify_slots: crate::fair_slots::FairSlots<crate::admission::Flow>,
+    pub verify_slots: crate::fair_slots::FairSlots<crate::admission::Source>,
     /// Admission's CPU work, at a lower priority than the writer (cpu_pool.rs).
     pub cpu: crate::cpu_pool::CpuPool,
     /// Bounds live subscriptions.
