@@ -155,14 +155,8 @@ async fn ip_request_bucket_batches_and_penalty_box() {
     // 127.0.0.3: two bad signatures, then even a valid message is refused
     // before it is read.
     let c3 = http_from("127.0.0.3");
-    let forged = |tag: &str| forged_body(&alice, &bob, tag, &node.chain_id);
-    refuse_forgeries(&c3, &node.url, [forged("x0"), forged("x1")]).await;
-    assert_penalized(
-        &c3,
-        &node.url,
-        &signed(&alice, &bob, "good", &node.chain_id),
-    )
-    .await;
+    let ab = (&alice, &bob, &node.chain_id);
+    forgeries_penalize(&c3, &c3, &node.url, ab, ["x0", "x1"], "good").await;
     // Unregistered senders count as failures too (127.0.0.4).
     let c4 = http_from("127.0.0.4");
     let ghost = p("ghost");
@@ -376,11 +370,27 @@ fn forged_body(from: &Party, to: &Party, memo: &str, chain_id: &[u8; 32]) -> Vec
     serde_json::to_vec(&v).unwrap()
 }
 
-/// Each forged body is refused as a bad signature.
-async fn refuse_forgeries(c: &reqwest::Client, url: &str, bodies: [Vec<u8>; 2]) {
-    for body in bodies {
-        assert_refused(&post_raw_ra(c, url, body).await, 401, "signature_mismatch");
+/// Two messages from `from` with forged signatures (memos `forged`), sent
+/// by `forger`, are refused as bad signatures; then even a valid message
+/// (memo `good`) from `then` is refused before it is read: that address
+/// spent its penalty budget.
+async fn forgeries_penalize(
+    forger: &reqwest::Client,
+    then: &reqwest::Client,
+    url: &str,
+    (from, to, chain_id): (&Party, &Party, &[u8; 32]),
+    forged: [&str; 2],
+    good: &str,
+) {
+    for memo in forged {
+        let body = forged_body(from, to, memo, chain_id);
+        assert_refused(
+            &post_raw_ra(forger, url, body).await,
+            401,
+            "signature_mismatch",
+        );
     }
+    assert_penalized(then, url, &signed(from, to, good, chain_id)).await;
 }
 
 /// Behind a trusted proxy (127.0.0.7) the per-IP limits count the client it
@@ -403,17 +413,11 @@ async fn trusted_proxy_forwarded_clients_are_limited_apart() {
     for x in [&alice, &bob] {
         register(&c, &node.url, x).await;
     }
-    let forged = |tag: &str| forged_body(&alice, &bob, tag, &node.chain_id);
+    let ab = (&alice, &bob, &node.chain_id);
     // Two forgeries through the proxy from 203.0.113.5 put that client, not
     // the proxy, in the penalty box.
     let via5 = http_via("127.0.0.7", "198.51.100.1, 203.0.113.5");
-    refuse_forgeries(&via5, &node.url, [forged("f0"), forged("f1")]).await;
-    assert_penalized(
-        &via5,
-        &node.url,
-        &signed(&alice, &bob, "p5", &node.chain_id),
-    )
-    .await;
+    forgeries_penalize(&via5, &via5, &node.url, ab, ["f0", "f1"], "p5").await;
     // Accepted: from another forwarded client, and from an untrusted peer
     // whose header names the penalized one (it cannot borrow an identity).
     for (via, tag) in [
@@ -425,13 +429,8 @@ async fn trusted_proxy_forwarded_clients_are_limited_apart() {
     }
     // Nor shed one: its forgeries count against its own address.
     let shed = http_via("127.0.0.8", "203.0.113.9");
-    refuse_forgeries(&shed, &node.url, [forged("g0"), forged("g1")]).await;
-    assert_penalized(
-        &http_from("127.0.0.8"),
-        &node.url,
-        &signed(&alice, &bob, "s2", &node.chain_id),
-    )
-    .await;
+    let own = http_from("127.0.0.8");
+    forgeries_penalize(&shed, &own, &node.url, ab, ["g0", "g1"], "s2").await;
     assert_eq!(health_count(&c, &node.url).await, 2);
 }
 
