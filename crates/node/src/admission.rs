@@ -28,7 +28,7 @@ pub enum Source {
 }
 
 impl Source {
-    /// Whose turn it is at the verification slots (fair_slots.rs): this
+    /// Whose turn it is on the verification threads (fair_queue.rs): this
     /// source, with an IPv6 client taken as its /64 like the per-IP limits.
     pub fn flow(&self) -> Source {
         match self {
@@ -272,9 +272,10 @@ enum Offline {
 
 type OfflineResult = (Option<[u8; 32]>, Result<Offline, ApiError>);
 
-/// Checks 1-4 and the spam prechecks of every item on the CPU pool,
-/// in at most `max_concurrent_verifications` chunks at once. Also the
-/// longest any chunk waited for its slot, and then for its checks.
+/// Checks 1-4 and the spam prechecks of every item on the CPU pool, split
+/// into at most `max_concurrent_verifications` chunks that run in parallel
+/// when threads are free. Also the longest any chunk waited for its turn,
+/// and then for its checks.
 async fn offline_stage<B>(
     state: &Arc<NodeState>,
     items: Vec<B>,
@@ -301,42 +302,33 @@ where
         tasks.push(async move {
             let len = chunk.len();
             let queued = Instant::now();
-            let slot = tokio::time::timeout(
-                Duration::from_secs(10),
-                st.verify_slots.acquire(src.flow(), len as u64),
-            )
-            .await;
-            let waited = queued.elapsed();
-            let _slot = match slot {
-                Ok(Ok(s)) => s,
+            let st2 = st.clone();
+            let job = st.cpu.run(src.flow(), len as u64, move || {
+                let started = Instant::now();
+                let r = offline_checks(&st2, &chunk, &src);
+                (r, started, started.elapsed())
+            });
+            match tokio::time::timeout(Duration::from_secs(10), job).await {
+                Ok(Ok((r, started, took))) => (r, started - queued, took),
                 Ok(Err(_)) => {
                     let r = refuse_all(len, || {
-                        unavailable("shutting_down", "the node is shutting down")
-                    });
-                    return (r, waited, Duration::ZERO);
-                }
-                Err(_) => {
-                    let r = refuse_all(len, || {
-                        unavailable("saturated", "the node is saturated; retry later")
-                    });
-                    return (r, waited, Duration::ZERO);
-                }
-            };
-            let (st2, started) = (st.clone(), Instant::now());
-            let r = st
-                .cpu
-                .run(move || offline_checks(&st2, &chunk, &src))
-                .await
-                .unwrap_or_else(|_| {
-                    refuse_all(len, || {
                         ApiError::new(
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "internal",
                             "admission checks failed unexpectedly",
                         )
-                    })
-                });
-            (r, waited, started.elapsed())
+                    });
+                    (r, queued.elapsed(), Duration::ZERO)
+                }
+                // Not started (or not done) in 10 s: dropping the job took
+                // it out of the queue.
+                Err(_) => {
+                    let r = refuse_all(len, || {
+                        unavailable("saturated", "the node is saturated; retry later")
+                    });
+                    (r, queued.elapsed(), Duration::ZERO)
+                }
+            }
         });
     }
     let (mut out, mut slot, mut verify) = (Vec::with_capacity(n), Duration::ZERO, Duration::ZERO);

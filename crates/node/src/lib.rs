@@ -10,7 +10,7 @@ pub mod config;
 pub mod cpu_pool;
 pub mod error;
 pub mod events;
-pub mod fair_slots;
+pub mod fair_queue;
 pub mod limits;
 pub mod message_body;
 pub mod policy;

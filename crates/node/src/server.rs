@@ -150,7 +150,6 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, String> {
         chain,
         hub: Hub::new(256),
         replay: ReplayGuard::new(200_000),
-        verify_slots: crate::fair_slots::FairSlots::new(limits.max_concurrent_verifications),
         cpu: crate::cpu_pool::CpuPool::start(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
             crate::cpu_pool::POOL_NICE,

@@ -21,11 +21,9 @@ pub struct NodeState {
     pub chain: Arc<dyn Chain>,
     pub hub: Hub,
     pub replay: ReplayGuard,
-    /// Bounds admission chunks queued for or running on `cpu`, shared fairly
-    /// among clients (fair_slots.rs).
-    pub verify_slots: crate::fair_slots::FairSlots<crate::admission::Source>,
-    /// Admission's CPU work, at a lower priority than the writer (cpu_pool.rs).
-    pub cpu: crate::cpu_pool::CpuPool,
+    /// Admission's CPU work, at a lower priority than the writer, taken in
+    /// fair order among clients (cpu_pool.rs, fair_queue.rs).
+    pub cpu: crate::cpu_pool::CpuPool<crate::admission::Source>,
     /// Bounds live subscriptions.
     pub subscription_slots: Arc<Semaphore>,
     pub counters: Counters,
