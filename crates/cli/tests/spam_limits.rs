@@ -302,6 +302,51 @@ async fn in_flight_limits_per_ip_429_and_node_wide_503() {
     assert_eq!(r.1["status"], "accepted");
 }
 
+/// While the node is busy (here always: `busy_queued_checks = 0`) each IP
+/// may have one submission in flight; other IPs still get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_node_takes_one_submission_at_a_time_per_ip() {
+    let (_d, node, c) = setup(
+        "limit_loopback = true\nmax_inflight_per_ip = 8\nbusy_queued_checks = 0\nbusy_inflight_per_ip = 1\ntarpit_ms = 0",
+    )
+    .await;
+    let (alice, bob) = (p("alice"), p("bob"));
+    register(&c, &node.url, &alice).await;
+    register(&c, &node.url, &bob).await;
+    let info: serde_json::Value = c
+        .get(format!("{}/v1/info", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["limits"]["spam"]["busy_inflight_per_ip"], 1);
+    assert_eq!(info["limits"]["spam"]["busy_queued_checks"], 0);
+    let m = signed(&alice, &bob, "x", &node.chain_id);
+    let _held = hold_slot(&node.url, "127.0.0.2").await;
+    wait_inflight_ips(&c, &node.url, 1).await;
+    let r = post_msg_ra(&http_from("127.0.0.2"), &node.url, &m).await;
+    assert_refused(&r, 429, "ip_concurrency_limited");
+    assert!(
+        r.1["error"]["message"].as_str().unwrap().contains("busy"),
+        "{}",
+        r.1
+    );
+    assert_eq!(health_count(&c, &node.url).await, 0);
+    // Another IP with nothing in flight is admitted.
+    let r = post_msg_ra(&http_from("127.0.0.3"), &node.url, &m).await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    // And so is the first IP once its slow request is gone.
+    drop(_held);
+    let m2 = signed(&alice, &bob, "y", &node.chain_id);
+    let c2 = http_from("127.0.0.2");
+    poll(10, "the slow request to end", || async {
+        (post_msg_ra(&c2, &node.url, &m2).await.0 == 201).then_some(())
+    })
+    .await;
+}
+
 /// Refusals an IP earned are answered after the tarpit's delay, at most
 /// `tarpit_per_ip` at a time per IP and `tarpit_max` in all; the rest at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

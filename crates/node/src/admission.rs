@@ -141,7 +141,7 @@ where
 
 /// Where a submission's time went (each stage's slowest chunk), for the
 /// `Server-Timing` answer header: operators and benchmarks can tell queueing
-/// for a verification slot from verifying, the chain and the durable write.
+/// for a verification thread from verifying, the chain and the durable write.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timings {
     pub read: Duration,

@@ -25,7 +25,9 @@ pub struct Limits {
     pub max_page: usize,
     /// Most envelopes waiting for the durable writer; beyond it, 503.
     pub write_queue: usize,
-    /// Most signature verifications running at once (CPU bound).
+    /// Most chunks one submission's checks are split into, to run in
+    /// parallel on the verification threads (one per core), which take the
+    /// chunks of all submissions in fair order among clients (cpu_pool.rs).
     pub max_concurrent_verifications: usize,
     /// Most live (SSE) subscriptions at once.
     pub max_subscriptions: usize,
@@ -59,6 +61,14 @@ pub struct Limits {
     pub max_inflight_submissions: usize,
     /// Most submission requests in flight per client IP (beyond: 429).
     pub max_inflight_per_ip: usize,
+    /// The node is busy while at least this many chunks of envelopes wait
+    /// for a verification thread (its CPU is the bottleneck).
+    pub busy_queued_checks: usize,
+    /// Most submission requests in flight per client IP while the node is
+    /// busy (beyond: 429 `ip_concurrency_limited`, held by the tarpit); 0:
+    /// no such limit. Sheds the clients that keep the most requests in
+    /// flight first (docs/spam.md).
+    pub busy_inflight_per_ip: usize,
     /// Most recipient policies stored.
     pub max_policies: usize,
     /// A client IP refused for its own conduct gets its 429 after this many
@@ -100,6 +110,10 @@ impl Default for Limits {
             rate_limit_entries: 100_000,
             max_inflight_submissions: 1_024,
             max_inflight_per_ip: 64,
+            busy_queued_checks: std::thread::available_parallelism()
+                .map(|n| n.get() * 2)
+                .unwrap_or(4),
+            busy_inflight_per_ip: 1,
             max_policies: 1_000_000,
             tarpit_ms: 1_000,
             tarpit_per_ip: 64,

@@ -348,6 +348,8 @@ pub fn info_limits(l: &Limits) -> Value {
         "rate_limit_entries": l.rate_limit_entries,
         "max_inflight_submissions": l.max_inflight_submissions,
         "max_inflight_per_ip": l.max_inflight_per_ip,
+        "busy_queued_checks": l.busy_queued_checks,
+        "busy_inflight_per_ip": l.busy_inflight_per_ip,
         "max_policies": l.max_policies,
         "tarpit_ms": l.tarpit_ms,
         "tarpit_per_ip": l.tarpit_per_ip,
@@ -491,12 +493,14 @@ fn gate_checks(st: &NodeState, ip: Option<IpAddr>) -> Result<InflightGuard<'_>, 
         .retry_after(1)
     })?;
     if let Some(ip) = ip {
-        if !sp.inflight_ip.try_add(ip, l.max_inflight_per_ip) {
-            return Err(too_many(
-                "ip_concurrency_limited",
-                "too many concurrent submissions from this address",
-                1,
-            ));
+        let cap = inflight_cap_per_ip(l, st.cpu.queued());
+        if !sp.inflight_ip.try_add(ip, cap) {
+            let msg = if cap < l.max_inflight_per_ip {
+                format!("the node is busy: at most {cap} submission(s) in flight per address until it catches up")
+            } else {
+                "too many concurrent submissions from this address".to_string()
+            };
+            return Err(too_many("ip_concurrency_limited", msg, 1));
         }
     }
     Ok(InflightGuard {
@@ -504,6 +508,19 @@ fn gate_checks(st: &NodeState, ip: Option<IpAddr>) -> Result<InflightGuard<'_>, 
         ip,
         _permit: permit,
     })
+}
+
+/// Most submissions one IP may have in flight now, with `queued` chunks
+/// waiting for a verification thread. While the node is busy, the clients
+/// with the most requests in flight are shed first: one at a time each
+/// (an array is one) keeps every IP in, and a closed-loop flood from a few
+/// IPs loses most of its concurrency (its excess held by the tarpit).
+pub fn inflight_cap_per_ip(l: &Limits, queued: usize) -> usize {
+    if l.busy_inflight_per_ip > 0 && queued >= l.busy_queued_checks {
+        l.busy_inflight_per_ip.min(l.max_inflight_per_ip)
+    } else {
+        l.max_inflight_per_ip
+    }
 }
 
 /// An array of `n` envelopes costs `n` requests: the gate charged one.
@@ -765,6 +782,31 @@ mod tests {
             m.take(&1, 1.0).unwrap();
         }
         assert_eq!(m.len(), 0);
+    }
+
+    #[test]
+    fn busy_node_allows_fewer_submissions_in_flight_per_ip() {
+        let l = Limits {
+            max_inflight_per_ip: 64,
+            busy_queued_checks: 4,
+            busy_inflight_per_ip: 1,
+            ..Limits::default()
+        };
+        assert_eq!(inflight_cap_per_ip(&l, 0), 64);
+        assert_eq!(inflight_cap_per_ip(&l, 3), 64);
+        assert_eq!(inflight_cap_per_ip(&l, 4), 1);
+        assert_eq!(inflight_cap_per_ip(&l, 1000), 1);
+        // 0: no busy limit; never above the usual cap.
+        let off = Limits {
+            busy_inflight_per_ip: 0,
+            ..l.clone()
+        };
+        assert_eq!(inflight_cap_per_ip(&off, 1000), 64);
+        let high = Limits {
+            busy_inflight_per_ip: 100,
+            ..l
+        };
+        assert_eq!(inflight_cap_per_ip(&high, 1000), 64);
     }
 
     #[test]
