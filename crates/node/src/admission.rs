@@ -55,7 +55,7 @@ impl Admitted {
 
     /// `{"id","status"}`, the answer to a single envelope.
     pub fn body(&self) -> Value {
-        json!({"id": hex::encode(self.id), "status": self.status_word()})
+        json!({"id": fio_l2_protocol::hash::to_hex(&self.id), "status": self.status_word()})
     }
 }
 
@@ -83,7 +83,7 @@ impl ResultsJson {
                     self.0,
                     "{{\"http_status\":{},\"id\":\"{}\",\"status\":\"{}\"}}",
                     a.status.as_u16(),
-                    hex::encode(a.id),
+                    fio_l2_protocol::hash::to_hex(&a.id),
                     a.status_word()
                 );
             }

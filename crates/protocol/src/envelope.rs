@@ -318,7 +318,7 @@ impl SignedMessage {
         self.id
     }
     pub fn id_hex(&self) -> String {
-        hex::encode(self.id)
+        crate::hash::to_hex(&self.id)
     }
     pub fn pow_bits(&self) -> u32 {
         leading_zero_bits(&self.id)
@@ -475,7 +475,7 @@ fn is_plain_ascii(s: &[u8]) -> bool {
 }
 
 fn check_id(given: &str, actual: &[u8; 32]) -> Result<()> {
-    if given != hex::encode(actual) {
+    if given != crate::hash::to_hex(actual) {
         return Err(Error::field(
             ErrorCode::IdMismatch,
             "id",
