@@ -290,6 +290,8 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
                         r.text().await.unwrap_or_default()
                     ));
                 }
+                // Read to the end, so the connection goes back to the pool.
+                r.bytes().await.map_err(|e| e.to_string())?;
                 if i % 500 == 0 {
                     progress("ingest, single envelopes", i, n);
                 }
