@@ -313,14 +313,7 @@ async fn a_busy_node_takes_one_submission_at_a_time_per_ip() {
     let (alice, bob) = (p("alice"), p("bob"));
     register(&c, &node.url, &alice).await;
     register(&c, &node.url, &bob).await;
-    let info: serde_json::Value = c
-        .get(format!("{}/v1/info", node.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = info(&c, &node.url).await;
     assert_eq!(info["limits"]["spam"]["busy_inflight_per_ip"], 1);
     assert_eq!(info["limits"]["spam"]["busy_queued_checks"], 0);
     let m = signed(&alice, &bob, "x", &node.chain_id);
