@@ -20,6 +20,7 @@
 use crate::fair_queue::{FairQueue, Place};
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -38,6 +39,9 @@ pub struct CpuPool<K: Hash + Eq + Clone> {
 struct Shared<K: Hash + Eq + Clone> {
     queue: Mutex<Queue<K>>,
     ready: Condvar,
+    /// The queue's length, kept under the lock, read without it (the
+    /// per-IP gate asks on every submission).
+    queued: AtomicUsize,
 }
 
 struct Queue<K: Hash + Eq + Clone> {
@@ -49,6 +53,11 @@ impl<K: Hash + Eq + Clone> Shared<K> {
     fn lock(&self) -> MutexGuard<'_, Queue<K>> {
         // Jobs run outside the lock, so a poisoned lock holds a sound queue.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the queue's length after a change (under the lock).
+    fn note_len(&self, q: &Queue<K>) {
+        self.queued.store(q.jobs.len(), Ordering::Relaxed);
     }
 }
 
@@ -67,7 +76,12 @@ struct Queued<'a, K: Hash + Eq + Clone> {
 
 impl<K: Hash + Eq + Clone> Drop for Queued<'_, K> {
     fn drop(&mut self) {
-        let gone = self.shared.lock().jobs.remove(self.place);
+        let gone = {
+            let mut q = self.shared.lock();
+            let gone = q.jobs.remove(self.place);
+            self.shared.note_len(&q);
+            gone
+        };
         // Dropped outside the lock: the job owns the caller's reply sender.
         drop(gone);
     }
@@ -83,6 +97,7 @@ impl<K: Hash + Eq + Clone + Send + 'static> CpuPool<K> {
                 closed: false,
             }),
             ready: Condvar::new(),
+            queued: AtomicUsize::new(0),
         });
         for _ in 0..threads.max(1) {
             let shared = shared.clone();
@@ -117,7 +132,9 @@ impl<K: Hash + Eq + Clone + Send + 'static> CpuPool<K> {
             if q.closed {
                 return Err(JobLost);
             }
-            q.jobs.push(flow, cost, job)
+            let place = q.jobs.push(flow, cost, job);
+            self.shared.note_len(&q);
+            place
         };
         self.shared.ready.notify_one();
         let _queued = Queued {
@@ -129,7 +146,7 @@ impl<K: Hash + Eq + Clone + Send + 'static> CpuPool<K> {
 
     /// Jobs waiting for a thread now.
     pub fn queued(&self) -> usize {
-        self.shared.lock().jobs.len()
+        self.shared.queued.load(Ordering::Relaxed)
     }
 }
 
@@ -141,6 +158,7 @@ fn next_job<K: Hash + Eq + Clone>(shared: &Shared<K>) -> Option<Job> {
             return None;
         }
         if let Some(job) = q.jobs.pop() {
+            shared.note_len(&q);
             return Some(job);
         }
         q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
@@ -154,7 +172,9 @@ impl<K: Hash + Eq + Clone> Drop for CpuPool<K> {
         let jobs = {
             let mut q = self.shared.lock();
             q.closed = true;
-            std::mem::take(&mut q.jobs)
+            let jobs = std::mem::take(&mut q.jobs);
+            self.shared.note_len(&q);
+            jobs
         };
         drop(jobs);
         self.shared.ready.notify_all();

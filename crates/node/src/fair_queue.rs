@@ -84,7 +84,8 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
     }
 
     /// Flows whose finish time is remembered (for tests of the bound).
-    pub fn remembered_flows(&self) -> usize {
+    #[cfg(test)]
+    fn remembered_flows(&self) -> usize {
         self.finish.len()
     }
 
