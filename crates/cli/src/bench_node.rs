@@ -443,9 +443,10 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     // the first pass over cold pages: requests 21-99 of one run), and 20
     // such requests are the p99 of 2,000.
     const WARMUP_PAGES: usize = 200;
+    let requests = WARMUP_PAGES + a.pages;
     let mut lat = Vec::with_capacity(a.pages);
     let mut cursor: Option<String> = None;
-    for i in 0..WARMUP_PAGES + a.pages {
+    for i in 0..requests {
         let mut pq = format!("/v1/inbox/{}?order=newest&limit=100", reader.address);
         if let Some(c) = &cursor {
             pq.push_str(&format!("&cursor={c}"));
@@ -490,14 +491,10 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
         // Walk 20 pages deep, then start again from the newest.
         cursor = if i % 20 == 19 { None } else { v.next_cursor };
         if i % 100 == 0 {
-            progress("inbox pages of 100", i, WARMUP_PAGES + a.pages);
+            progress("inbox pages of 100", i, requests);
         }
     }
-    progress(
-        "inbox pages of 100",
-        WARMUP_PAGES + a.pages,
-        WARMUP_PAGES + a.pages,
-    );
+    progress("inbox pages of 100", requests, requests);
     lat.sort();
     node_rt
         .spawn(node.stop())

@@ -67,15 +67,20 @@ pub struct JobLost;
 
 /// A job's place while its caller waits: a caller that gives up (its future
 /// is dropped, say by a timeout) takes the job out of the queue at once, so
-/// giving up cannot pile up work while every thread is busy. Once the job is
-/// taken by a thread this does nothing.
+/// giving up cannot pile up work while every thread is busy. Once the caller
+/// has its answer the job is out of the queue already, and this does nothing
+/// (no second trip through the lock per job).
 struct Queued<'a, K: Hash + Eq + Clone> {
     shared: &'a Shared<K>,
     place: Place,
+    answered: bool,
 }
 
 impl<K: Hash + Eq + Clone> Drop for Queued<'_, K> {
     fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
         let gone = {
             let mut q = self.shared.lock();
             let gone = q.jobs.remove(self.place);
@@ -137,11 +142,15 @@ impl<K: Hash + Eq + Clone + Send + 'static> CpuPool<K> {
             place
         };
         self.shared.ready.notify_one();
-        let _queued = Queued {
+        let mut queued = Queued {
             shared: &self.shared,
             place,
+            answered: false,
         };
-        answer.await.map_err(|_| JobLost)
+        // Answered or lost (a panic, a closed pool), the job has left the queue.
+        let r = answer.await;
+        queued.answered = true;
+        r.map_err(|_| JobLost)
     }
 
     /// Jobs waiting for a thread now.
