@@ -17,6 +17,11 @@ pub struct NodeBenchArgs {
     /// Envelopes submitted in each ingest phase.
     #[arg(long, default_value_t = 20_000)]
     pub messages: usize,
+    /// Rounds of (single envelopes, verify only, arrays, verify only) after
+    /// a first verify only; each ingest phase is compared with the verify-only
+    /// runs on either side of it, and the median round is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Messages stored before measuring inbox latency.
     #[arg(long, default_value_t = 1_000_000)]
     pub fill: usize,
@@ -34,7 +39,7 @@ pub struct NodeBenchArgs {
     pub array_clients: usize,
 }
 
-fn progress(label: &str, done: usize, total: usize) {
+pub fn progress(label: &str, done: usize, total: usize) {
     use std::io::Write;
     let width = 30;
     let filled = (done * width)
@@ -164,43 +169,18 @@ pub fn run(a: NodeBenchArgs) -> Result<(), String> {
     client_rt.block_on(run_async(a, node_rt.handle().clone()))
 }
 
-const NODE_THREADS: &str = "l2-node";
-
-/// CPU time used so far by the node's threads (runtime and writer) and by
-/// everything else in this process (the load generator, the main thread).
-fn cpu_split() -> (Duration, Duration) {
-    use crate::bench_util::{process_cpu, threads_cpu};
-    // The runtime's threads, the writer and the verification pool.
-    let node = threads_cpu(NODE_THREADS) + threads_cpu("fio-l2-");
-    (node, process_cpu().saturating_sub(node))
-}
-
-/// CPU time so far of each group of the node's threads.
-fn node_thread_groups() -> [(&'static str, Duration); 4] {
-    use crate::bench_util::threads_cpu;
-    [
-        ("verification pool", threads_cpu("fio-l2-verify")),
-        ("writer", threads_cpu("fio-l2-writer")),
-        ("store checkpoints", threads_cpu("fio-l2-checkpo")),
-        (
-            "runtime (HTTP, chain, hand-offs)",
-            threads_cpu(NODE_THREADS),
-        ),
-    ]
-}
-
-/// CPU per envelope over a phase, in microseconds: (node, load generator).
-fn cpu_per(before: (Duration, Duration), after: (Duration, Duration), n: usize) -> (f64, f64) {
-    let us = |a: Duration, b: Duration| (a.saturating_sub(b)).as_secs_f64() * 1e6 / n as f64;
-    (us(after.0, before.0), us(after.1, before.1))
-}
+use crate::bench_ingest::{Phase, Spread, NODE_THREADS};
 
 async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<(), String> {
     // The reader owns 1 in 10 filled messages and walks 20 pages of 100.
-    let least = 2 * a.messages + 20_000;
+    let total = 2 * a.messages * a.rounds;
+    let least = total + 20_000;
+    if a.rounds == 0 || a.messages < 100 {
+        return Err("--rounds must be at least 1 and --messages at least 100".into());
+    }
     if a.fill < least {
         return Err(format!(
-            "--fill must be at least {least} (2 x --messages + 20000)"
+            "--fill must be at least {least} (2 x --messages x --rounds + 20000)"
         ));
     }
     let dir = std::env::temp_dir().join(format!("fio-l2-bench-{}", std::process::id()));
@@ -241,148 +221,39 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
         crate::bench_util::register(&http, &base, p).await?;
     }
 
-    let total = a.messages * 2;
-    let envelopes = Arc::new(sign_many(total, &senders, &recipients, chain_id));
-    // The baseline is measured before, between and after the two ingest
-    // phases, and each phase is compared with the mean of the two around it:
+    let envelopes = sign_many(total, &senders, &recipients, chain_id);
+    // The baseline is measured before the first ingest phase and after each
+    // one, and each phase is compared with the mean of the two around it:
     // the shared machine's speed drifts within a run.
+    let sample = &envelopes[..a.messages];
     let baseline = || {
         eprintln!("measuring verify-only rate on all cores…");
         let c0 = crate::bench_util::process_cpu();
-        let rate = verify_only(&envelopes, chain_id);
+        let rate = verify_only(sample, chain_id);
         let cpu_us =
-            (crate::bench_util::process_cpu() - c0).as_secs_f64() * 1e6 / envelopes.len() as f64;
+            (crate::bench_util::process_cpu() - c0).as_secs_f64() * 1e6 / sample.len() as f64;
         (rate, cpu_us)
     };
-    let verify_before = baseline();
-
-    // Single envelopes, `concurrency` clients.
-    let next = Arc::new(AtomicUsize::new(0));
-    let writer0 = crate::bench_util::threads_sched("fio-l2-writer");
-    let cpu0 = cpu_split();
-    let t0 = Instant::now();
-    let mut tasks = vec![];
-    for _ in 0..a.concurrency {
-        let (http, envs, next, url) = (
-            http.clone(),
-            envelopes.clone(),
-            next.clone(),
-            format!("{base}/v1/messages"),
-        );
-        let n = a.messages;
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<(), String>(());
-                }
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(envs[i].clone())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if r.status().as_u16() != 201 {
-                    return Err(format!(
-                        "ingest answered {}: {}",
-                        r.status(),
-                        r.text().await.unwrap_or_default()
-                    ));
-                }
-                // Read to the end, so the connection goes back to the pool.
-                r.bytes().await.map_err(|e| e.to_string())?;
-                if i % 500 == 0 {
-                    progress("ingest, single envelopes", i, n);
-                }
-            }
-        }));
+    let mut verify = vec![baseline()];
+    let (mut singles, mut arrays): (Vec<Phase>, Vec<Phase>) = (vec![], vec![]);
+    let mut envs = envelopes.chunks(a.messages);
+    for round in 1..=a.rounds {
+        let chunk = Arc::new(envs.next().expect("sized above").to_vec());
+        let label = format!("single envelopes, round {round}");
+        let p =
+            crate::bench_ingest::singles(&http, &base, &node.state, chunk, a.concurrency, &label)
+                .await?;
+        singles.push(p);
+        verify.push(baseline());
+        let chunk = envs.next().expect("sized above");
+        let label = format!("arrays of 100, round {round}");
+        let p =
+            crate::bench_ingest::arrays(&http, &base, &node.state, chunk, a.array_clients, &label)
+                .await?;
+        arrays.push(p);
+        verify.push(baseline());
     }
-    for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
-    }
-    let single_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
-    let single_cpu = cpu_per(cpu0, cpu_split(), a.messages);
-    let single_secs = t0.elapsed().as_secs_f64();
-    progress("ingest, single envelopes", a.messages, a.messages);
-    let single_batches = node.state.writer.stats();
-    let single_writer = crate::bench_util::threads_sched("fio-l2-writer");
-    let verify_between = baseline();
-
-    // Arrays of 100, 4 clients.
-    let batches: Vec<Vec<u8>> = envelopes[a.messages..]
-        .chunks(100)
-        .map(|c| {
-            let mut b = b"[".to_vec();
-            for (k, e) in c.iter().enumerate() {
-                if k > 0 {
-                    b.push(b',');
-                }
-                b.extend_from_slice(e);
-            }
-            b.push(b']');
-            b
-        })
-        .collect();
-    let batches = Arc::new(batches);
-    let next = Arc::new(AtomicUsize::new(0));
-    let cpu0 = cpu_split();
-    let groups0 = node_thread_groups();
-    let t0 = Instant::now();
-    let mut tasks = vec![];
-    for _ in 0..a.array_clients {
-        let (http, bs, next, url) = (
-            http.clone(),
-            batches.clone(),
-            next.clone(),
-            format!("{base}/v1/messages"),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= bs.len() {
-                    return Ok::<(), String>(());
-                }
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(bs[i].clone())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
-                let ok = v["results"]
-                    .as_array()
-                    .map(|r| r.iter().all(|x| x["http_status"] == 201))
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(format!("batch ingest refused: {v}"));
-                }
-                progress("ingest, arrays of 100", i + 1, bs.len());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
-    }
-    let batch_rate = a.messages as f64 / t0.elapsed().as_secs_f64();
-    let batch_cpu = cpu_per(cpu0, cpu_split(), a.messages);
-    let groups = node_thread_groups();
-    let batch_groups: Vec<(&str, f64)> = groups
-        .iter()
-        .zip(&groups0)
-        .map(|((name, after), (_, before))| {
-            let us = after.saturating_sub(*before).as_secs_f64() * 1e6 / a.messages as f64;
-            (*name, us)
-        })
-        .collect();
-    let batch_secs = t0.elapsed().as_secs_f64();
-    let all_batches = node.state.writer.stats();
-    let all_writer = crate::bench_util::threads_sched("fio-l2-writer");
-    let verify_after = baseline();
-    let mean = |a: (f64, f64), b: (f64, f64)| ((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
-    let (verify_single, verify_single_cpu) = mean(verify_before, verify_between);
-    let (verify_arrays, verify_arrays_cpu) = mean(verify_between, verify_after);
+    drop(envelopes);
 
     // Fill the store to `fill` messages (synthetic: stored directly, not
     // signed; the inbox path does not re-verify what the node stored).
@@ -507,103 +378,109 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
         .unwrap_or(0);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "fio-l2 bench node: {cores} cores, {} store, {} envelopes per ingest phase, {stored} messages stored for reads",
-        a.store, a.messages
+        "fio-l2 bench node: {cores} cores, {} store, {} rounds of {} envelopes per ingest phase, {stored} messages stored for reads",
+        a.store, a.rounds, a.messages
     );
     println!("{:<52} {:>12} {:>8}", "measure", "value", "ratio");
+    let verify_rates = Spread::of(verify.iter().map(|v| v.0));
     println!(
         "{:<52} {:>12}",
-        "verify only (parse + checks 1-4, all cores), /s",
         format!(
-            "{:.0} / {:.0} / {:.0}",
-            verify_before.0, verify_between.0, verify_after.0
-        )
-    );
-    println!("{:<52}", "  (before / between / after the ingest phases)");
-    println!(
-        "{:<52} {:>10.0}/s {:>8.2}",
-        format!(
-            "ingest over HTTP, single envelopes, {} clients",
-            a.concurrency
+            "verify only (parse + checks 1-4, all cores), /s, {} runs",
+            verify.len()
         ),
-        single_rate,
-        single_rate / verify_single
+        verify_rates.show(0)
     );
-    println!(
-        "{:<52} {:>10.0}/s {:>8.2}",
-        format!(
-            "ingest over HTTP, arrays of 100, {} clients",
-            a.array_clients
-        ),
-        batch_rate,
-        batch_rate / verify_arrays
-    );
+    println!("{:<52}", "  (median (lowest-highest), here and below)");
+    // Round i's (from 0) single phase ran between verify-only runs 2i and
+    // 2i+1, its array phase between 2i+1 and 2i+2.
+    let around = |k: usize, f: fn(&(f64, f64)) -> f64| (f(&verify[k]) + f(&verify[k + 1])) / 2.0;
+    for (kind, clients, phases, first) in [
+        ("single envelopes", a.concurrency, &singles, 0),
+        ("arrays of 100", a.array_clients, &arrays, 1),
+    ] {
+        let rates = Spread::of(phases.iter().map(|p| p.rate));
+        let ratios: Vec<f64> = phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.rate / around(2 * i + first, |v| v.0))
+            .collect();
+        let ratio = Spread::of(ratios.iter().copied());
+        println!(
+            "{:<52} {:>10.0}/s {:>8.2}",
+            format!("ingest over HTTP, {kind}, {clients} clients"),
+            rates.median,
+            ratio.median
+        );
+        println!("{:<52} {:>12}", "  ratio to verify only", ratio.show(2));
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!("{:<52} {:>12}", "  ratio in each round", each.join(" "));
+    }
     println!("CPU time per envelope (all threads; ratio: verify-only CPU / node CPU)");
     println!(
         "{:<52} {:>12}",
-        "verify only, µs (before / between / after)",
-        format!(
-            "{:.1} / {:.1} / {:.1}",
-            verify_before.1, verify_between.1, verify_after.1
-        )
+        "verify only, µs",
+        Spread::of(verify.iter().map(|v| v.1)).show(1)
     );
-    for (label, (node_us, client_us), verify_cpu_us) in [
-        ("ingest, single envelopes", single_cpu, verify_single_cpu),
-        ("ingest, arrays of 100", batch_cpu, verify_arrays_cpu),
+    for (kind, phases, first) in [
+        ("single envelopes", &singles, 0),
+        ("arrays of 100", &arrays, 1),
     ] {
+        let node_us = Spread::of(phases.iter().map(|p| p.node_us));
+        let cpu_ratio = Spread::of(
+            phases
+                .iter()
+                .enumerate()
+                .map(|(i, p)| around(2 * i + first, |v| v.1) / p.node_us),
+        );
         println!(
             "{:<52} {:>9.1} µs {:>8.2}",
-            format!("{label}: node"),
-            node_us,
-            verify_cpu_us / node_us
+            format!("ingest, {kind}: node"),
+            node_us.median,
+            cpu_ratio.median
         );
         println!(
             "{:<52} {:>9.1} µs",
-            format!("{label}: load generator"),
-            client_us
+            format!("ingest, {kind}: load generator"),
+            Spread::of(phases.iter().map(|p| p.client_us)).median
         );
     }
-    for (name, us) in &batch_groups {
-        println!("{:<52} {:>9.1} µs", format!("  arrays, node: {name}"), us);
+    for (i, name) in Phase::group_names().enumerate() {
+        println!(
+            "{:<52} {:>9.1} µs",
+            format!("  arrays, node: {name}"),
+            Spread::of(arrays.iter().map(|p| p.groups[i])).median
+        );
     }
+    let both = |f: fn(&Phase) -> f64, digits: usize, unit: &str| {
+        let m = |ps: &[Phase]| Spread::of(ps.iter().map(f)).median;
+        format!(
+            "{:.d$}{unit} / {:.d$}{unit}",
+            m(&singles),
+            m(&arrays),
+            d = digits
+        )
+    };
     println!(
         "{:<52} {:>12}",
-        "store commits (single phase / arrays phase)",
-        format!(
-            "{} / {}",
-            single_batches.batches,
-            all_batches.batches - single_batches.batches
-        )
+        "store commits per phase (single / arrays)",
+        both(|p| p.commits as f64, 0, "")
     );
-    let busy = |us: u64, secs: f64| us as f64 / 1e6 / secs * 100.0;
     println!(
         "{:<52} {:>12}",
         "writer busy in put_batch (single / arrays phase)",
-        format!(
-            "{:.0}% / {:.0}%",
-            busy(single_batches.busy_micros, single_secs),
-            busy(
-                all_batches.busy_micros - single_batches.busy_micros,
-                batch_secs
-            )
-        )
+        both(|p| p.writer_busy * 100.0, 0, "%")
     );
-    let writer_row = |what: &str, f: fn((Duration, Duration)) -> Duration| {
-        let before = f(writer0).as_secs_f64();
-        let single = f(single_writer).as_secs_f64() - before;
-        let arrays = f(all_writer).as_secs_f64() - before - single;
-        println!(
-            "{:<52} {:>12}",
-            format!("writer thread {what} (single / arrays phase)"),
-            format!(
-                "{:.0}% / {:.0}%",
-                single / single_secs * 100.0,
-                arrays / batch_secs * 100.0
-            )
-        );
-    };
-    writer_row("on a core", |s| s.0);
-    writer_row("runnable, waiting for a core", |s| s.1);
+    println!(
+        "{:<52} {:>12}",
+        "writer thread on a core (single / arrays phase)",
+        both(|p| p.writer_on_core * 100.0, 0, "%")
+    );
+    println!(
+        "{:<52} {:>12}",
+        "writer thread runnable, waiting for a core (single / arrays phase)",
+        both(|p| p.writer_waiting * 100.0, 0, "%")
+    );
     println!(
         "{:<52} {:>9.3} ms",
         "inbox page (100, newest first) p50",

@@ -1,6 +1,7 @@
 //! The `fio-l2` binary: node and client commands. Conventions: JSON on
 //! stdout, errors on stderr, exit status 1 on any error.
 
+mod bench_ingest;
 mod bench_node;
 mod bench_replication;
 mod bench_spam;
