@@ -254,6 +254,21 @@ fn a_store_of_the_old_layout_is_refused_with_a_clear_error() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("opened a format 2 store"),
     }
+    // Format 3 kept ids in a table keyed by id: marked, also refused.
+    {
+        let db = Database::create(db_path(dir.path())).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
+            tx.open_table(meta).unwrap().insert("format", 3u64).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    match RedbStore::open_with(&db_path(dir.path()), SEGMENT, 10_000) {
+        Err(StoreError::Invalid(m)) => assert!(m.contains("format 3"), "{m}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a format 3 store"),
+    }
 }
 
 /// Copies the store's files while it is open: what a crash (kill -9, power

@@ -357,6 +357,10 @@ pub fn reopen_keeps_everything(open: &dyn Fn(&Path) -> Arc<dyn Store>) {
     // And once more, after only a purge of everything.
     let s = open(dir.path());
     assert_eq!(s.purge_expired(LATER).unwrap(), 4);
+    // Purged ids are forgotten at once, tombstones too.
+    for n in 1..=4 {
+        assert_eq!(s.lookup(&id(n)).unwrap(), None, "id {n}");
+    }
     drop(s);
     let s = open(dir.path());
     assert_eq!(s.count().unwrap(), 0);
@@ -556,30 +560,56 @@ fn sqlite_corrupt_rows_are_errors() {
 #[test]
 fn redb_corrupt_records_are_errors() {
     use redb::{Database, TableDefinition};
+    let by_seq: TableDefinition<u64, &[u8]> = TableDefinition::new("id_by_seq");
+    let inbox: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
     let dir = tempfile::tempdir().unwrap();
     let s = open(Backend::Redb, dir.path()).unwrap();
     put1(&*s, msg(1, "bob@wallet", NOW, LATER));
     drop(s);
+    let db_file = dir.path().join(Backend::Redb.file_name());
     {
-        let db = Database::create(dir.path().join(Backend::Redb.file_name())).unwrap();
+        // id 8: a well-formed id record whose inbox entry is garbage.
+        let db = Database::create(&db_file).unwrap();
         let tx = db.begin_write().unwrap();
         {
-            let ids: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("ids");
-            let mut t = tx.open_table(ids).unwrap();
-            t.insert(&id(7), &[0u8, 1, 2][..]).unwrap();
-            t.insert(&id(8), &[9u8; 40][..]).unwrap();
-            let inbox: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
-            let mut t = tx.open_table(inbox).unwrap();
-            t.insert(("eve@wallet", 1u64), &[1u8; 10][..]).unwrap();
+            let mut rec = id(8).to_vec();
+            rec.push(0); // live
+            rec.extend_from_slice(&1000u64.to_le_bytes());
+            rec.extend_from_slice(&NOW.to_le_bytes());
+            rec.extend_from_slice(&LATER.to_le_bytes());
+            rec.extend_from_slice(b"eve@wallet");
+            tx.open_table(by_seq)
+                .unwrap()
+                .insert(1000u64, rec.as_slice())
+                .unwrap();
+            tx.open_table(inbox)
+                .unwrap()
+                .insert(("eve@wallet", 1000u64), &[1u8; 10][..])
+                .unwrap();
         }
         tx.commit().unwrap();
     }
     let s = open(Backend::Redb, dir.path()).unwrap();
-    assert!(matches!(s.lookup(&id(7)), Err(StoreError::Corrupt(_))));
     assert!(matches!(s.get(&id(8)), Err(StoreError::Corrupt(_))));
     assert!(matches!(
         s.list_inbox("eve@wallet", None, 10, Order::OldestFirst, NOW),
         Err(StoreError::Corrupt(_))
     ));
     assert!(s.get(&id(1)).unwrap().is_some(), "good records still read");
+    drop(s);
+    {
+        // An id record too short to name its id: the id index cannot be
+        // built, and the store says so instead of opening without it.
+        let db = Database::create(&db_file).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(by_seq)
+            .unwrap()
+            .insert(1001u64, &[0u8, 1, 2][..])
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(matches!(
+        open(Backend::Redb, dir.path()),
+        Err(StoreError::Corrupt(_))
+    ));
 }

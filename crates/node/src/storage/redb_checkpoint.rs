@@ -11,14 +11,13 @@
 //! - meanwhile `put_batch` still dedups, appends to the log, syncs and
 //!   answers, but keeps its index entries in `deferred` instead of committing
 //!   them. Reads do not see those messages until the checkpoint is over
-//!   (`lookup` does, for dedup).
+//!   (`lookup` does, for dedup: the id map has them).
 //!
 //! Lock order: `put_batch` takes `state` then `gate`, and only when
 //! `checkpointing` is false. The checkpointer takes `state` while it holds the
 //! `gate` only while `checkpointing` is true, so the two cannot wait on each
 //! other.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -31,15 +30,11 @@ use super::StoreError;
 #[derive(Default)]
 pub(super) struct IndexState {
     pub checkpointing: bool,
-    /// Index entries waiting for the checkpoint to end.
+    /// Index entries waiting for the checkpoint to end (their ids are in the
+    /// store's id map already, for dedup).
     pub deferred: Vec<RecordMeta>,
-    /// Ids in `deferred`, with their seqs (dedup while they wait).
-    pub ids: HashMap<[u8; 32], u64>,
     /// The log end after the last deferred append.
     pub end: LogPos,
-    /// Bumped whenever deferred entries move into the index, so `put_batch`
-    /// knows its id lookups may have missed them.
-    pub generation: u64,
 }
 
 #[derive(Default)]
@@ -133,8 +128,6 @@ fn checkpoint(db: &Database, shared: &Shared, index: IndexDeferred) -> Result<()
     };
     if indexed.is_ok() && !st.deferred.is_empty() {
         st.deferred.clear();
-        st.ids.clear();
-        st.generation += 1;
     }
     // On failure the entries stay deferred and the next checkpoint retries;
     // put_batch keeps deferring until then.

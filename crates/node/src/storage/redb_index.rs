@@ -15,7 +15,10 @@ use super::StoreError;
 pub(super) type Id<'a> = &'a [u8; 32];
 
 pub(super) const INBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbox");
-pub(super) const IDS: TableDefinition<Id, &[u8]> = TableDefinition::new("ids");
+/// seq -> (id, state) of every stored id, live or tombstone. Keyed by seq
+/// so that new records land at the tree's right edge; which seq an id has
+/// is kept in memory (id_map.rs).
+pub(super) const BY_SEQ: TableDefinition<u64, &[u8]> = TableDefinition::new("id_by_seq");
 /// (expires, seq) -> id: what the purge removes, soonest first.
 pub(super) const EXPIRY: TableDefinition<(u32, u64), Id> = TableDefinition::new("expiry_by_seq");
 /// (created, seq) -> (id, deleted): the replication set. Both time tables are
@@ -42,7 +45,7 @@ pub(super) fn corrupt(what: &str) -> StoreError {
 
 // ---- value encodings ---------------------------------------------------------
 
-/// What `ids` says about an id.
+/// What `id_by_seq` says of a stored id.
 pub(super) enum IdRec {
     Live {
         seq: u64,
@@ -60,25 +63,37 @@ pub(super) enum IdRec {
 pub(super) const TAG_LIVE: u8 = 0;
 pub(super) const TAG_TOMB: u8 = 1;
 
-pub(super) fn enc_live(seq: u64, created: u32, expires: u32, recipient: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(17 + recipient.len());
-    v.push(TAG_LIVE);
-    v.extend_from_slice(&seq.to_le_bytes());
-    v.extend_from_slice(&created.to_le_bytes());
-    v.extend_from_slice(&expires.to_le_bytes());
+/// A live message's `id_by_seq` record: id(32) tag(1) seq(8) created(4)
+/// expires(4) recipient.
+pub(super) fn enc_live(
+    id: &[u8; 32],
+    seq: u64,
+    created: u32,
+    expires: u32,
+    recipient: &str,
+) -> Vec<u8> {
+    let mut v = Vec::with_capacity(ID_REC_FIXED + recipient.len());
+    push_rec_head(&mut v, id, TAG_LIVE, seq, created, expires);
     v.extend_from_slice(recipient.as_bytes());
     v
 }
 
 /// A tombstone keeps the seq of its time-table keys (the deleted message's,
 /// or one of its own for a peer's tombstone of a message never stored here).
-pub(super) fn enc_tomb(seq: u64, created: u32, expires: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(17);
-    v.push(TAG_TOMB);
+pub(super) fn enc_tomb(id: &[u8; 32], seq: u64, created: u32, expires: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(ID_REC_FIXED);
+    push_rec_head(&mut v, id, TAG_TOMB, seq, created, expires);
+    v
+}
+
+const ID_REC_FIXED: usize = 32 + 17;
+
+fn push_rec_head(v: &mut Vec<u8>, id: &[u8; 32], tag: u8, seq: u64, created: u32, expires: u32) {
+    v.extend_from_slice(id);
+    v.push(tag);
     v.extend_from_slice(&seq.to_le_bytes());
     v.extend_from_slice(&created.to_le_bytes());
     v.extend_from_slice(&expires.to_le_bytes());
-    v
 }
 
 pub(super) fn u32_at(b: &[u8], at: usize) -> Result<u32, StoreError> {
@@ -95,26 +110,33 @@ pub(super) fn u64_at(b: &[u8], at: usize) -> Result<u64, StoreError> {
         .ok_or_else(|| corrupt("short record"))
 }
 
-pub(super) fn dec_id_rec(b: &[u8]) -> Result<IdRec, StoreError> {
-    match b.first() {
+/// An `id_by_seq` record: the id, and what is stored of it.
+pub(super) fn dec_id_rec(b: &[u8]) -> Result<([u8; 32], IdRec), StoreError> {
+    let id: [u8; 32] = b
+        .get(..32)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| corrupt("short id record"))?;
+    let (seq, created, expires) = (u64_at(b, 33)?, u32_at(b, 41)?, u32_at(b, 45)?);
+    let rec = match b.get(32) {
         Some(&TAG_LIVE) => {
-            let recipient = std::str::from_utf8(b.get(17..).ok_or_else(|| corrupt("short id"))?)
+            let recipient = std::str::from_utf8(&b[ID_REC_FIXED..])
                 .map_err(|_| corrupt("recipient not UTF-8"))?
                 .to_owned();
-            Ok(IdRec::Live {
-                seq: u64_at(b, 1)?,
-                created: u32_at(b, 9)?,
-                expires: u32_at(b, 13)?,
+            IdRec::Live {
+                seq,
+                created,
+                expires,
                 recipient,
-            })
+            }
         }
-        Some(&TAG_TOMB) if b.len() == 17 => Ok(IdRec::Tomb {
-            seq: u64_at(b, 1)?,
-            created: u32_at(b, 9)?,
-            expires: u32_at(b, 13)?,
-        }),
-        _ => Err(corrupt("bad id record")),
-    }
+        Some(&TAG_TOMB) if b.len() == ID_REC_FIXED => IdRec::Tomb {
+            seq,
+            created,
+            expires,
+        },
+        _ => return Err(corrupt("bad id record")),
+    };
+    Ok((id, rec))
 }
 
 /// Inbox record: id(32) created(4) expires(4) seg(4) off(8) len(4)
@@ -290,7 +312,7 @@ pub(super) fn index_deferred(
 pub(super) struct IndexTables<'t> {
     pub(super) meta: Table<'t, &'static str, u64>,
     pub(super) inbox: Table<'t, (&'static str, u64), &'static [u8]>,
-    pub(super) ids: Table<'t, Id<'static>, &'static [u8]>,
+    pub(super) by_seq: Table<'t, u64, &'static [u8]>,
     pub(super) expiry: Table<'t, (u32, u64), Id<'static>>,
     pub(super) created: Table<'t, (u32, u64), (Id<'static>, bool)>,
     pub(super) segs: Table<'t, u32, (u64, u64)>,
@@ -301,7 +323,7 @@ impl<'t> IndexTables<'t> {
         Ok(IndexTables {
             meta: tx.open_table(META).map_err(be)?,
             inbox: tx.open_table(INBOX).map_err(be)?,
-            ids: tx.open_table(IDS).map_err(be)?,
+            by_seq: tx.open_table(BY_SEQ).map_err(be)?,
             expiry: tx.open_table(EXPIRY).map_err(be)?,
             created: tx.open_table(CREATED).map_err(be)?,
             segs: tx.open_table(SEGMENTS).map_err(be)?,
@@ -332,12 +354,12 @@ impl<'t> IndexTables<'t> {
                 .map_err(be)?;
             deltas.add(&m.at);
         }
-        fresh.sort_unstable_by_key(|m| m.id);
+        fresh.sort_unstable_by_key(|m| m.seq);
         for m in fresh.iter() {
-            self.ids
+            self.by_seq
                 .insert(
-                    m.id,
-                    enc_live(m.seq, m.created, m.expires, m.recipient).as_slice(),
+                    m.seq,
+                    enc_live(m.id, m.seq, m.created, m.expires, m.recipient).as_slice(),
                 )
                 .map_err(be)?;
         }

@@ -21,10 +21,13 @@
 //! - `inbox`: `(recipient, seq) -> record`: the message's metadata and where its
 //!   body is in the log, so an inbox page is one range scan plus one `pread` per
 //!   message (the hot read path);
-//! - `ids`: `id -> state`: where a live message is (seq, recipient) or its
-//!   tombstone; one point read answers `lookup`, `get` and the dedup check;
-//! - `expiry`: `(expires, id) -> ()` for the purge;
-//! - `created`: `(created, id) -> tombstone?` for replication ranges;
+//! - `id_by_seq`: `seq -> (id, state)`: where a live message is (seq,
+//!   recipient) or its tombstone. Which seq an id has is kept in memory
+//!   ([`IdMap`], rebuilt from this table at open), so `lookup` and the dedup
+//!   check read no table, and new records are appended at the tree's right
+//!   edge instead of on a random leaf;
+//! - `expiry`: `(expires, seq) -> id` for the purge;
+//! - `created`: `(created, seq) -> (id, tombstone?)` for replication ranges;
 //! - `segments`: `segment -> (live bytes, total bytes)` of each log segment; a
 //!   segment with no live bytes is deleted by the purge, and one mostly dead is
 //!   compacted (its live records copied to the active segment);
@@ -43,14 +46,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::body_log::{BodyLog, LogPos, LogRecord, Pending, RecordMeta};
+use super::id_map::{IdMap, Known};
 use super::redb_checkpoint::{Checkpointer, Shared};
 use super::redb_index::*;
 use super::{check_new, IdState, NewMessage, Order, PutOutcome, Store, StoreError, StoredEntry};
 
-/// Layout version. 3: the time tables keyed by seq; 2: bodies in the log
-/// (1, never marked, kept them in `inbox`).
+/// Layout version. 4: `id_by_seq` instead of `ids` (id -> state); 3: the
+/// time tables keyed by seq; 2: bodies in the log (1, never marked, kept
+/// them in `inbox`).
 const FORMAT: &str = "format";
-const FORMAT_VERSION: u64 = 3;
+const FORMAT_VERSION: u64 = 4;
 
 /// A checkpoint after this many messages committed without one: bounds the
 /// replay after a crash (well under a second), and the index pages a durable
@@ -91,6 +96,9 @@ pub struct RedbStore {
     /// One `put_batch` at a time: its dedup reads and seq assignment happen
     /// outside a write transaction.
     put_lock: Mutex<()>,
+    /// Every id in `id_by_seq` or deferred, to its seq. Changed after the
+    /// commit that changes the table, always under `put_lock`.
+    ids: IdMap,
 }
 
 // ---- the store ---------------------------------------------------------------
@@ -131,7 +139,7 @@ impl RedbStore {
                     )))
                 }
             }
-            tx.open_table(IDS).map_err(be)?;
+            tx.open_table(BY_SEQ).map_err(be)?;
             tx.open_table(EXPIRY).map_err(be)?;
             tx.open_table(CREATED).map_err(be)?;
             let segs = tx.open_table(SEGMENTS).map_err(be)?;
@@ -155,6 +163,7 @@ impl RedbStore {
             ckpt.seg,
             segment_target,
         )?;
+        let ids = load_ids(&db)?;
         let shared = Arc::new(Shared::default());
         let checkpointer = Checkpointer::start(db.clone(), shared.clone(), index_deferred)
             .map_err(|e| StoreError::Backend(format!("starting the checkpoint thread: {e}")))?;
@@ -166,6 +175,7 @@ impl RedbStore {
             checkpoint_messages,
             next_seq: AtomicU64::new(0),
             put_lock: Mutex::new(()),
+            ids,
         };
         store.replay(ckpt)?;
         let next = {
@@ -188,6 +198,7 @@ impl RedbStore {
             let start = if seg == from.seg { from.off } else { 0 };
             let records = self.log.scan(seg, start)?;
             for chunk in records.chunks(PURGE_CHUNK) {
+                let replayed: Vec<([u8; 32], u64)>;
                 // Not durable: the checkpoint below is.
                 let mut tx = self.db.begin_write().map_err(be)?;
                 tx.set_durability(Durability::None).map_err(be)?;
@@ -195,18 +206,22 @@ impl RedbStore {
                     let mut t = IndexTables::open(&tx)?;
                     let mut fresh = Vec::with_capacity(chunk.len());
                     let mut next = t.next_seq()?;
+                    let mut seen = HashSet::new();
                     for r in chunk {
                         // A copy made by a compaction that did not commit, or a
                         // record the index already made durable: skip.
-                        if t.ids.get(&r.id).map_err(be)?.is_some() {
+                        if self.ids.get(&r.id).is_some() || !seen.insert(r.id) {
                             continue;
                         }
                         next = next.max(r.seq + 1);
                         fresh.push(Fresh::of(&r.with_body(&[]), r.at));
                     }
                     t.index(&mut fresh, next, self.log.end())?;
+                    replayed = fresh.iter().map(|f| (*f.id, f.seq)).collect();
                 }
                 tx.commit().map_err(be)?;
+                self.ids
+                    .set_many(replayed.iter().map(|(id, seq)| (id, Known::Live(*seq))));
             }
         }
         self.checkpoint_now()?;
@@ -263,8 +278,6 @@ impl RedbStore {
             let end = st.end;
             index_deferred(&self.db, &st.deferred, end)?;
             st.deferred.clear();
-            st.ids.clear();
-            st.generation += 1;
             // Otherwise a set flag belongs to a checkpoint about to start.
             st.checkpointing = false;
         }
@@ -278,30 +291,25 @@ impl RedbStore {
         Ok(())
     }
 
-    /// What the index says of each message's id (input order; looked up in
-    /// id order).
-    fn known_ids(&self, msgs: &[NewMessage]) -> Result<Vec<Option<IdRec>>, StoreError> {
-        let ids: Vec<&[u8; 32]> = msgs.iter().map(|m| &m.id).collect();
-        self.read_ids(&ids)
-    }
-
-    /// The durable index's records of `wanted`, in one read transaction,
-    /// looked up in key order (each B-tree walk near the last).
-    fn read_ids(&self, wanted: &[&[u8; 32]]) -> Result<Vec<Option<IdRec>>, StoreError> {
-        let mut known: Vec<Option<IdRec>> = (0..wanted.len()).map(|_| None).collect();
-        if wanted.is_empty() {
-            return Ok(known);
-        }
-        let tx = self.db.begin_read().map_err(be)?;
-        let ids = tx.open_table(IDS).map_err(be)?;
-        let mut order: Vec<usize> = (0..wanted.len()).collect();
-        order.sort_unstable_by_key(|&i| wanted[i]);
-        for &i in &order {
-            if let Some(g) = ids.get(wanted[i]).map_err(be)? {
-                known[i] = Some(dec_id_rec(g.value())?);
-            }
-        }
-        Ok(known)
+    /// What `id_by_seq` holds for `id`: `None` for an id not stored, or not
+    /// indexed yet (deferred), or whose record names another id (the map's
+    /// key is a prefix).
+    fn find(
+        &self,
+        by_seq: &impl ReadableTable<u64, &'static [u8]>,
+        id: &[u8; 32],
+    ) -> Result<Option<IdRec>, StoreError> {
+        let seq = match self.ids.get(id) {
+            Some(Known::Live(seq) | Known::Tomb(seq)) => seq,
+            None => return Ok(None),
+        };
+        Ok(match by_seq.get(seq).map_err(be)? {
+            Some(g) => match dec_id_rec(g.value())? {
+                (stored, rec) if &stored == id => Some(rec),
+                _ => None,
+            },
+            None => None,
+        })
     }
 
     /// Batches `put_batch` answered while a checkpoint ran, their index
@@ -351,6 +359,60 @@ impl RedbStore {
         // durable at the next checkpoint.
         tx.set_durability(Durability::None).map_err(be)?;
         tx.commit().map_err(be)
+    }
+
+    /// Indexes a batch appended to the log (syncing the log meanwhile), or,
+    /// while a checkpoint runs, syncs and leaves its index entries for the
+    /// checkpointer (redb_checkpoint.rs).
+    fn index_or_defer(
+        &self,
+        fresh: &mut [Fresh<'_>],
+        sync: Pending,
+        end: LogPos,
+    ) -> Result<(), StoreError> {
+        let st = self.shared.state.lock().expect("index state lock");
+        if !st.checkpointing {
+            let _gate = self.shared.gate.lock().expect("gate lock");
+            drop(st);
+            self.index_now(fresh, end, Some(sync))?;
+            return Ok(());
+        }
+        // A checkpoint is running.
+        drop(st);
+        sync.sync()?;
+        let mut st = self.shared.state.lock().expect("index state lock");
+        if !st.checkpointing {
+            // It ended while the log synced.
+            let _gate = self.shared.gate.lock().expect("gate lock");
+            drop(st);
+            self.index_now(fresh, end, None)?;
+            return Ok(());
+        }
+        if st.deferred.len() >= MAX_DEFERRED {
+            // A checkpoint this slow must not grow memory without bound: wait
+            // for it (the gate is free once it has indexed what waits).
+            drop(st);
+            let _gate = self.shared.gate.lock().expect("gate lock");
+            // Normally the checkpoint has indexed them; after a failed one,
+            // older entries go first.
+            self.flush_deferred()?;
+            self.index_now(fresh, end, None)?;
+            return Ok(());
+        }
+        for f in fresh.iter() {
+            st.deferred.push(RecordMeta {
+                id: *f.id,
+                seq: f.seq,
+                created: f.created,
+                expires: f.expires,
+                recipient: f.recipient.to_owned(),
+                sender: f.sender.to_owned(),
+                at: f.at,
+            });
+        }
+        st.end = end;
+        self.shared.deferred_batches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn begin_durable(&self) -> Result<WriteTransaction, StoreError> {
@@ -442,10 +504,9 @@ impl RedbStore {
 
     fn get_once(&self, id: &[u8; 32]) -> Result<Option<Option<StoredEntry>>, StoreError> {
         let tx = self.db.begin_read().map_err(be)?;
-        let ids = tx.open_table(IDS).map_err(be)?;
-        let rec = match ids.get(id).map_err(be)? {
-            Some(g) => dec_id_rec(g.value())?,
-            None => return Ok(Some(None)),
+        let by_seq = tx.open_table(BY_SEQ).map_err(be)?;
+        let Some(rec) = self.find(&by_seq, id)? else {
+            return Ok(Some(None));
         };
         let (seq, recipient) = match rec {
             IdRec::Live { seq, recipient, .. } => (seq, recipient),
@@ -523,17 +584,12 @@ impl RedbStore {
         let records = self.log.scan(seg, 0)?;
         let tx = self.begin_durable()?;
         {
-            let ids = tx.open_table(IDS).map_err(be)?;
+            let by_seq = tx.open_table(BY_SEQ).map_err(be)?;
             let mut inbox = tx.open_table(INBOX).map_err(be)?;
             // The records an inbox entry still points at.
             let mut live = Vec::new();
             for r in records {
-                let Some(IdRec::Live { seq, recipient, .. }) = ids
-                    .get(&r.id)
-                    .map_err(be)?
-                    .map(|g| dec_id_rec(g.value()))
-                    .transpose()?
-                else {
+                let Some(IdRec::Live { seq, recipient, .. }) = self.find(&by_seq, &r.id)? else {
                     continue;
                 };
                 let points_here = match inbox.get((recipient.as_str(), seq)).map_err(be)? {
@@ -604,38 +660,24 @@ impl Store for RedbStore {
         }
         let _one = self.put_lock.lock().expect("put lock");
         let mut out = Vec::with_capacity(msgs.len());
-        let generation = self
-            .shared
-            .state
-            .lock()
-            .expect("index state lock")
-            .generation;
-        let mut known = self.known_ids(msgs)?;
-        // Outcomes and seqs in input order.
+        // Outcomes and seqs in input order. The map holds every id stored or
+        // deferred; a duplicate within the batch answers like a stored one.
         let mut fresh: Vec<(&NewMessage, u64)> = Vec::with_capacity(msgs.len());
-        {
-            let st = self.shared.state.lock().expect("index state lock");
-            if st.generation != generation {
-                // Deferred entries moved into the index since the lookups.
-                known = self.known_ids(msgs)?;
+        let mut in_batch: HashMap<[u8; 32], u64> = HashMap::with_capacity(msgs.len());
+        let known = self.ids.get_many(msgs.iter().map(|m| &m.id));
+        for (m, known) in msgs.iter().zip(known) {
+            if let Some(seq) = in_batch.get(&m.id) {
+                out.push(PutOutcome::Existing { seq: *seq });
+                continue;
             }
-            let mut in_batch: HashMap<[u8; 32], u64> = HashMap::with_capacity(msgs.len());
-            for (m, known) in msgs.iter().zip(known) {
-                // A duplicate within the batch, or of one waiting for a
-                // checkpoint to end, answers Existing like a stored one.
-                if let Some(seq) = in_batch.get(&m.id).or_else(|| st.ids.get(&m.id)) {
-                    out.push(PutOutcome::Existing { seq: *seq });
-                    continue;
-                }
-                match known {
-                    Some(IdRec::Live { seq, .. }) => out.push(PutOutcome::Existing { seq }),
-                    Some(IdRec::Tomb { .. }) => out.push(PutOutcome::Deleted),
-                    None => {
-                        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                        in_batch.insert(m.id, seq);
-                        fresh.push((m, seq));
-                        out.push(PutOutcome::Inserted { seq });
-                    }
+            match known {
+                Some(Known::Live(seq)) => out.push(PutOutcome::Existing { seq }),
+                Some(Known::Tomb(_)) => out.push(PutOutcome::Deleted),
+                None => {
+                    let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                    in_batch.insert(m.id, seq);
+                    fresh.push((m, seq));
+                    out.push(PutOutcome::Inserted { seq });
                 }
             }
         }
@@ -664,50 +706,9 @@ impl Store for RedbStore {
         self.shared
             .pending
             .fetch_add(fresh.len(), Ordering::Relaxed);
-        let st = self.shared.state.lock().expect("index state lock");
-        if !st.checkpointing {
-            let _gate = self.shared.gate.lock().expect("gate lock");
-            drop(st);
-            self.index_now(&mut fresh, end, Some(sync))?;
-            return Ok(out);
-        }
-        // A checkpoint is running: sync, answer, and leave the index entries
-        // for the checkpointer (redb_checkpoint.rs).
-        drop(st);
-        sync.sync()?;
-        let mut st = self.shared.state.lock().expect("index state lock");
-        if !st.checkpointing {
-            // It ended while the log synced.
-            let _gate = self.shared.gate.lock().expect("gate lock");
-            drop(st);
-            self.index_now(&mut fresh, end, None)?;
-            return Ok(out);
-        }
-        if st.deferred.len() >= MAX_DEFERRED {
-            // A checkpoint this slow must not grow memory without bound: wait
-            // for it (the gate is free once it has indexed what waits).
-            drop(st);
-            let _gate = self.shared.gate.lock().expect("gate lock");
-            // Normally the checkpoint has indexed them; after a failed one,
-            // older entries go first.
-            self.flush_deferred()?;
-            self.index_now(&mut fresh, end, None)?;
-            return Ok(out);
-        }
-        for f in &fresh {
-            st.ids.insert(*f.id, f.seq);
-            st.deferred.push(RecordMeta {
-                id: *f.id,
-                seq: f.seq,
-                created: f.created,
-                expires: f.expires,
-                recipient: f.recipient.to_owned(),
-                sender: f.sender.to_owned(),
-                at: f.at,
-            });
-        }
-        st.end = end;
-        self.shared.deferred_batches.fetch_add(1, Ordering::Relaxed);
+        self.index_or_defer(&mut fresh, sync, end)?;
+        self.ids
+            .set_many(fresh.iter().map(|f| (f.id, Known::Live(f.seq))));
         Ok(out)
     }
 
@@ -716,23 +717,27 @@ impl Store for RedbStore {
     }
 
     fn lookup_many(&self, ids: &[[u8; 32]]) -> Result<Vec<Option<IdState>>, StoreError> {
-        let mut out: Vec<Option<IdState>> = Vec::with_capacity(ids.len());
-        let mut rest: Vec<&[u8; 32]> = Vec::new();
-        {
-            let st = self.shared.state.lock().expect("index state lock");
-            for id in ids {
-                let waiting = st.ids.get(id).map(|seq| IdState::Stored { seq: *seq });
-                if waiting.is_none() {
-                    rest.push(id);
+        let known = self.ids.get_many(ids);
+        let mut out = Vec::with_capacity(ids.len());
+        let mut tombs = None;
+        for (id, k) in ids.iter().zip(known) {
+            out.push(match k {
+                None => None,
+                // Stored, or deferred (as good as stored: the log has it).
+                Some(Known::Live(seq)) => Some(IdState::Stored { seq }),
+                // Rare (a deleted message sent again): its expiry is in the table.
+                Some(Known::Tomb(_)) => {
+                    if tombs.is_none() {
+                        let tx = self.db.begin_read().map_err(be)?;
+                        tombs = Some(tx.open_table(BY_SEQ).map_err(be)?);
+                    }
+                    let t = tombs.as_ref().expect("opened above");
+                    match self.find(t, id)? {
+                        Some(IdRec::Tomb { expires, .. }) => Some(IdState::Deleted { expires }),
+                        Some(IdRec::Live { seq, .. }) => Some(IdState::Stored { seq }),
+                        None => None,
+                    }
                 }
-                out.push(waiting);
-            }
-        }
-        let mut found = self.read_ids(&rest)?.into_iter();
-        for slot in out.iter_mut().filter(|s| s.is_none()) {
-            *slot = found.next().flatten().map(|r| match r {
-                IdRec::Live { seq, .. } => IdState::Stored { seq },
-                IdRec::Tomb { expires, .. } => IdState::Deleted { expires },
             });
         }
         Ok(out)
@@ -771,18 +776,16 @@ impl Store for RedbStore {
         let _quiet = self.quiesce()?;
         let tx = self.begin_durable()?;
         let mut out = Vec::with_capacity(ids_in.len());
+        let mut tombs = Vec::new();
         {
             let mut inbox = tx.open_table(INBOX).map_err(be)?;
-            let mut ids = tx.open_table(IDS).map_err(be)?;
+            let mut by_seq = tx.open_table(BY_SEQ).map_err(be)?;
             let mut created_t = tx.open_table(CREATED).map_err(be)?;
             let mut deltas = SegDeltas::default();
             for id in ids_in {
-                let rec = match ids.get(id).map_err(be)? {
-                    Some(g) => dec_id_rec(g.value())?,
-                    None => {
-                        out.push(false);
-                        continue;
-                    }
+                let Some(rec) = self.find(&by_seq, id)? else {
+                    out.push(false);
+                    continue;
                 };
                 match rec {
                     IdRec::Live {
@@ -792,10 +795,12 @@ impl Store for RedbStore {
                         recipient: r,
                     } if r == recipient => {
                         Self::remove_live(&mut inbox, recipient, seq, &mut deltas)?;
-                        ids.insert(id, enc_tomb(seq, created, expires).as_slice())
+                        by_seq
+                            .insert(seq, enc_tomb(id, seq, created, expires).as_slice())
                             .map_err(be)?;
                         // expiry entry stays: it now expires the tombstone.
                         created_t.insert((created, seq), (id, true)).map_err(be)?;
+                        tombs.push((id, seq));
                         out.push(true);
                     }
                     _ => out.push(false),
@@ -804,6 +809,8 @@ impl Store for RedbStore {
             deltas.apply(&mut tx.open_table(SEGMENTS).map_err(be)?)?;
         }
         self.commit_durable(tx)?;
+        self.ids
+            .set_many(tombs.iter().map(|(id, seq)| (*id, Known::Tomb(*seq))));
         Ok(out)
     }
 
@@ -812,6 +819,7 @@ impl Store for RedbStore {
         loop {
             let tx = self.begin_durable()?;
             let n;
+            let gone: Vec<[u8; 32]>;
             {
                 let mut expiry = tx.open_table(EXPIRY).map_err(be)?;
                 let mut due: Vec<((u32, u64), [u8; 32])> = Vec::new();
@@ -823,15 +831,20 @@ impl Store for RedbStore {
                     }
                 }
                 n = due.len();
+                gone = due.iter().map(|(_, id)| *id).collect();
                 let mut inbox = tx.open_table(INBOX).map_err(be)?;
-                let mut ids = tx.open_table(IDS).map_err(be)?;
+                let mut by_seq = tx.open_table(BY_SEQ).map_err(be)?;
                 let mut created_t = tx.open_table(CREATED).map_err(be)?;
                 let mut deltas = SegDeltas::default();
                 for (key, id) in &due {
                     expiry.remove(*key).map_err(be)?;
-                    let rec = match ids.remove(id).map_err(be)? {
-                        Some(g) => dec_id_rec(g.value())?,
-                        // An expiry entry without its id: drop it, nothing else to do.
+                    // The expiry key's seq is the record's.
+                    let rec = match by_seq.remove(key.1).map_err(be)? {
+                        Some(g) => match dec_id_rec(g.value())? {
+                            (stored, rec) if &stored == id => rec,
+                            _ => return Err(corrupt("expiry entry names another id")),
+                        },
+                        // An expiry entry without its record: drop it, nothing else to do.
                         None => continue,
                     };
                     let (created, seq) = match rec {
@@ -856,6 +869,13 @@ impl Store for RedbStore {
                 break;
             }
             self.commit_durable(tx)?;
+            {
+                // After a delete's own map update, never before it: a delete
+                // holds `put_lock` from its lookups to its map update, and
+                // may have made one of these ids a tombstone just before.
+                let _one = self.put_lock.lock().expect("put lock");
+                self.ids.remove_many(gone.iter());
+            }
             total += n as u64;
             if n < PURGE_CHUNK {
                 break;
@@ -935,18 +955,16 @@ impl Store for RedbStore {
         let _quiet = self.quiesce()?;
         let tx = self.begin_durable()?;
         let mut out = Vec::with_capacity(items.len());
+        let mut tombs = Vec::new();
         let mut new_seqs = false;
         {
             let mut inbox = tx.open_table(INBOX).map_err(be)?;
-            let mut ids = tx.open_table(IDS).map_err(be)?;
+            let mut by_seq = tx.open_table(BY_SEQ).map_err(be)?;
             let mut expiry = tx.open_table(EXPIRY).map_err(be)?;
             let mut created_t = tx.open_table(CREATED).map_err(be)?;
             let mut deltas = SegDeltas::default();
             for (id, created, expires) in items {
-                let rec = match ids.get(id).map_err(be)? {
-                    Some(g) => Some(dec_id_rec(g.value())?),
-                    None => None,
-                };
+                let rec = self.find(&by_seq, id)?;
                 match rec {
                     Some(IdRec::Live {
                         seq,
@@ -959,16 +977,21 @@ impl Store for RedbStore {
                             continue;
                         }
                         Self::remove_live(&mut inbox, recipient, seq, &mut deltas)?;
-                        ids.insert(id, enc_tomb(seq, c, e).as_slice()).map_err(be)?;
+                        by_seq
+                            .insert(seq, enc_tomb(id, seq, c, e).as_slice())
+                            .map_err(be)?;
                         created_t.insert((c, seq), (id, true)).map_err(be)?;
+                        tombs.push((id, seq));
                         out.push(true);
                     }
                     Some(IdRec::Tomb { .. }) => out.push(true),
                     None => {
                         // A seq of its own for the time tables' keys.
                         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                        ids.insert(id, enc_tomb(seq, *created, *expires).as_slice())
+                        by_seq
+                            .insert(seq, enc_tomb(id, seq, *created, *expires).as_slice())
                             .map_err(be)?;
+                        tombs.push((id, seq));
                         expiry.insert((*expires, seq), id).map_err(be)?;
                         created_t.insert((*created, seq), (id, true)).map_err(be)?;
                         new_seqs = true;
@@ -987,6 +1010,30 @@ impl Store for RedbStore {
             }
         }
         self.commit_durable(tx)?;
+        self.ids
+            .set_many(tombs.iter().map(|(id, seq)| (*id, Known::Tomb(*seq))));
         Ok(out)
     }
+}
+
+/// The id map of every record in `id_by_seq`.
+fn load_ids(db: &Database) -> Result<IdMap, StoreError> {
+    let tx = db.begin_read().map_err(be)?;
+    let by_seq = tx.open_table(BY_SEQ).map_err(be)?;
+    let map = IdMap::with_capacity(by_seq.len().map_err(be)? as usize);
+    let mut batch = Vec::with_capacity(4096);
+    for item in by_seq.iter().map_err(be)? {
+        let (_, v) = item.map_err(be)?;
+        let (id, rec) = dec_id_rec(v.value())?;
+        batch.push(match rec {
+            IdRec::Live { seq, .. } => (id, Known::Live(seq)),
+            IdRec::Tomb { seq, .. } => (id, Known::Tomb(seq)),
+        });
+        if batch.len() == batch.capacity() {
+            map.set_many(batch.iter().map(|(id, k)| (id, *k)));
+            batch.clear();
+        }
+    }
+    map.set_many(batch.iter().map(|(id, k)| (id, *k)));
+    Ok(map)
 }
