@@ -234,6 +234,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
             (crate::bench_util::process_cpu() - c0).as_secs_f64() * 1e6 / sample.len() as f64;
         (rate, cpu_us)
     };
+    let steal_ingest = crate::bench_util::cpu_steal();
     let mut verify = vec![baseline()];
     let (mut singles, mut arrays): (Vec<Phase>, Vec<Phase>) = (vec![], vec![]);
     let mut envs = envelopes.chunks(a.messages);
@@ -254,6 +255,8 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
         verify.push(baseline());
     }
     drop(envelopes);
+    let steal_ingest =
+        crate::bench_util::steal_percent(steal_ingest, crate::bench_util::cpu_steal());
 
     // Fill the store to `fill` messages (synthetic: stored directly, not
     // signed; the inbox path does not re-verify what the node stored).
@@ -316,6 +319,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     const WARMUP_PAGES: usize = 200;
     let requests = WARMUP_PAGES + a.pages;
     let mut lat = Vec::with_capacity(a.pages);
+    let steal_reads = crate::bench_util::cpu_steal();
     let mut cursor: Option<String> = None;
     for i in 0..requests {
         let mut pq = format!("/v1/inbox/{}?order=newest&limit=100", reader.address);
@@ -366,6 +370,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
         }
     }
     progress("inbox pages of 100", requests, requests);
+    let steal_reads = crate::bench_util::steal_percent(steal_reads, crate::bench_util::cpu_steal());
     lat.sort();
     node_rt
         .spawn(node.stop())
@@ -380,6 +385,10 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     println!(
         "fio-l2 bench node: {cores} cores, {} store, {} rounds of {} envelopes per ingest phase, {stored} messages stored for reads",
         a.store, a.rounds, a.messages
+    );
+    println!(
+        "CPU taken by the hypervisor (steal): {steal_ingest:.1} % while verifying and ingesting, \
+         {steal_reads:.1} % while reading pages"
     );
     println!("{:<52} {:>12} {:>8}", "measure", "value", "ratio");
     let verify_rates = Spread::of(verify.iter().map(|v| v.0));

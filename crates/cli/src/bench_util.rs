@@ -74,6 +74,35 @@ pub fn funds_message(
     }
 }
 
+/// Jiffies of all CPUs so far from /proc/stat: (stolen by the hypervisor,
+/// total). Zero where /proc is missing.
+pub fn cpu_steal() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest
+    // time is already counted in user.
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    (f.get(7).copied().unwrap_or(0), f.iter().sum())
+}
+
+/// The share of CPU time the hypervisor took from this machine between two
+/// [`cpu_steal`] readings, in percent (other tenants of the host: a machine
+/// losing it runs everything here slower and in bursts).
+pub fn steal_percent(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 {
+        return 0.0;
+    }
+    after.0.saturating_sub(before.0) as f64 * 100.0 / total as f64
+}
+
 /// CPU time (user + system) used by this whole process so far, every thread
 /// included (also threads that have exited).
 pub fn process_cpu() -> std::time::Duration {

@@ -280,8 +280,9 @@ fn parse_order(o: Option<&str>) -> Result<Order, ApiError> {
     }
 }
 
-/// `{"seq":N,"envelope":{...}}` spliced from the stored JSON (see `stored`).
-fn entry_json(e: &StoredEntry) -> Result<String, ApiError> {
+/// Appends `{"seq":N,"envelope":{...}}` to `out`, spliced from the stored
+/// JSON (see `stored`).
+fn push_entry_json(out: &mut String, e: &StoredEntry) -> Result<(), ApiError> {
     let text = crate::stored::json_text(&e.binary).ok_or_else(|| {
         tracing::error!("stored message {} is not stored JSON", hex::encode(e.id));
         ApiError::new(
@@ -290,7 +291,8 @@ fn entry_json(e: &StoredEntry) -> Result<String, ApiError> {
             "a stored message does not decode",
         )
     })?;
-    Ok(crate::stored::event_json(e.seq, text))
+    crate::stored::push_event_json(out, e.seq, text);
+    Ok(())
 }
 
 /// `GET /v1/inbox/{address}?order=newest|oldest&limit=N&cursor=SEQ` (owner proof).
@@ -325,7 +327,7 @@ async fn get_inbox(
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&entry_json(e)?);
+        push_entry_json(&mut body, e)?;
     }
     body.push_str("],\"next_cursor\":");
     match entries.last().filter(|_| entries.len() == limit) {
@@ -518,8 +520,9 @@ impl Subscription {
                 };
                 for e in &page {
                     self.high_water = self.high_water.max(e.seq);
-                    match entry_json(e) {
-                        Ok(v) => self.pending.push_back(
+                    let mut v = String::with_capacity(e.binary.len() + 40);
+                    match push_entry_json(&mut v, e) {
+                        Ok(()) => self.pending.push_back(
                             Event::default()
                                 .event("message")
                                 .id(e.seq.to_string())

@@ -22,7 +22,18 @@ pub fn decode(bytes: &[u8]) -> Result<SignedMessage, Error> {
 
 /// `{"seq":N,"envelope":{...}}`: an inbox page item and an SSE event's data.
 pub fn event_json(seq: u64, envelope_json: &str) -> String {
-    format!("{{\"seq\":{seq},\"envelope\":{envelope_json}}}")
+    let mut out = String::with_capacity(envelope_json.len() + 40);
+    push_event_json(&mut out, seq, envelope_json);
+    out
+}
+
+/// [`event_json`] appended to `out` (an inbox page: no string per message).
+pub fn push_event_json(out: &mut String, seq: u64, envelope_json: &str) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{{\"seq\":{seq},\"envelope\":");
+    out.push_str(envelope_json);
+    out.push('}');
 }
 
 /// The stored JSON as text, for splicing into answers without re-parsing.
