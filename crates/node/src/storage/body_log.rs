@@ -313,7 +313,12 @@ impl BodyLog {
             new_segment: false,
             dir: self.dir.clone(),
         };
-        let mut buf: Vec<u8> = Vec::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(
+            records
+                .iter()
+                .map(|r| FIXED + r.recipient.len() + r.sender.len() + r.body.len())
+                .sum(),
+        );
         let mut i = 0;
         while i < records.len() {
             if active.file.is_some() && active.len >= self.target {
@@ -385,10 +390,16 @@ impl BodyLog {
         if active.prepared >= end + chunk / 2 {
             return Ok(());
         }
-        let from = active.prepared.max(end);
+        // Zeros from a static block: a fresh zeroed megabyte per chunk cost
+        // the writer page faults (the kernel zeroing new pages) every time.
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mut at = active.prepared.max(end);
         let to = end + chunk;
-        let zeros = vec![0u8; (to - from) as usize];
-        file.write_all_at(&zeros, from)?;
+        while at < to {
+            let n = (to - at).min(ZEROS.len() as u64);
+            file.write_all_at(&ZEROS[..n as usize], at)?;
+            at += n;
+        }
         active.prepared = to;
         Ok(())
     }
