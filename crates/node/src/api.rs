@@ -157,7 +157,7 @@ async fn post_messages(
     if !array {
         let mut out = admit_timed(&st, vec![body], &source, &mut t).await;
         let mut r = match out.pop().expect("one outcome per envelope").result {
-            Ok(a) => (a.status, Json(a.body())).into_response(),
+            Ok(a) => a.into_response(),
             Err(e) => e.into_response(),
         };
         r.headers_mut().insert("server-timing", t.header_value());
