@@ -93,6 +93,54 @@ impl Marks {
     }
 }
 
+/// POSTs each of `bodies` to the node's `/v1/messages` from `clients`
+/// concurrent clients, which take them in turn, and hands each answer to
+/// `check` with the body's index.
+async fn post_all<C, Fut>(
+    http: &reqwest::Client,
+    base: &str,
+    bodies: Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    check: C,
+) -> Result<(), String>
+where
+    C: Fn(usize, reqwest::Response) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("{base}/v1/messages");
+    let mut tasks = vec![];
+    for _ in 0..clients {
+        let (http, bodies, next, url, check) = (
+            http.clone(),
+            bodies.clone(),
+            next.clone(),
+            url.clone(),
+            check.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bodies.len() {
+                    return Ok::<(), String>(());
+                }
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(bodies[i].clone())
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                check(i, r).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
 /// Sends `envelopes` one per request from `clients` concurrent clients;
 /// each must be answered 201.
 pub async fn singles(
@@ -104,48 +152,27 @@ pub async fn singles(
     label: &str,
 ) -> Result<Phase, String> {
     let n = envelopes.len();
-    let next = Arc::new(AtomicUsize::new(0));
     let marks = Marks::now(state);
-    let mut tasks = vec![];
-    for _ in 0..clients {
-        let (http, envs, next, url, label) = (
-            http.clone(),
-            envelopes.clone(),
-            next.clone(),
-            format!("{base}/v1/messages"),
-            label.to_string(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<(), String>(());
-                }
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(envs[i].clone())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if r.status().as_u16() != 201 {
-                    return Err(format!(
-                        "ingest answered {}: {}",
-                        r.status(),
-                        r.text().await.unwrap_or_default()
-                    ));
-                }
-                // Read to the end, so the connection goes back to the pool.
-                r.bytes().await.map_err(|e| e.to_string())?;
-                if i % 500 == 0 {
-                    crate::bench_node::progress(&label, i, n);
-                }
+    let progress_label = label.to_string();
+    post_all(http, base, envelopes, clients, move |i, r| {
+        let label = progress_label.clone();
+        async move {
+            if r.status().as_u16() != 201 {
+                return Err(format!(
+                    "ingest answered {}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                ));
             }
-        }));
-    }
-    for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
-    }
+            // Read to the end, so the connection goes back to the pool.
+            r.bytes().await.map_err(|e| e.to_string())?;
+            if i % 500 == 0 {
+                crate::bench_node::progress(&label, i, n);
+            }
+            Ok(())
+        }
+    })
+    .await?;
     let phase = Marks::phase_since(&marks, state, n);
     crate::bench_node::progress(label, n, n);
     Ok(phase)
@@ -178,53 +205,30 @@ pub async fn arrays(
             .collect(),
     );
     let sizes: Arc<Vec<usize>> = Arc::new(envelopes.chunks(100).map(|c| c.len()).collect());
-    let next = Arc::new(AtomicUsize::new(0));
     let marks = Marks::now(state);
-    let mut tasks = vec![];
-    for _ in 0..clients {
-        let sizes = sizes.clone();
-        let (http, bs, next, url, label) = (
-            http.clone(),
-            batches.clone(),
-            next.clone(),
-            format!("{base}/v1/messages"),
-            label.to_string(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= bs.len() {
-                    return Ok::<(), String>(());
-                }
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(bs[i].clone())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // Only each result's status: a full `serde_json::Value` of
-                // 100 results is load-generator CPU taken from the node.
-                let body = r.bytes().await.map_err(|e| e.to_string())?;
-                let ok = serde_json::from_slice::<ArrayAnswer>(&body)
-                    .map(|v| {
-                        v.results.len() == sizes[i]
-                            && v.results.iter().all(|x| x.http_status == 201)
-                    })
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(format!(
-                        "batch ingest refused: {}",
-                        String::from_utf8_lossy(&body)
-                    ));
-                }
-                crate::bench_node::progress(&label, i + 1, bs.len());
+    let progress_label = label.to_string();
+    post_all(http, base, batches, clients, move |i, r| {
+        let (label, sizes) = (progress_label.clone(), sizes.clone());
+        async move {
+            // Only each result's status: a full `serde_json::Value` of
+            // 100 results is load-generator CPU taken from the node.
+            let body = r.bytes().await.map_err(|e| e.to_string())?;
+            let ok = serde_json::from_slice::<ArrayAnswer>(&body)
+                .map(|v| {
+                    v.results.len() == sizes[i] && v.results.iter().all(|x| x.http_status == 201)
+                })
+                .unwrap_or(false);
+            if !ok {
+                return Err(format!(
+                    "batch ingest refused: {}",
+                    String::from_utf8_lossy(&body)
+                ));
             }
-        }));
-    }
-    for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
-    }
+            crate::bench_node::progress(&label, i + 1, sizes.len());
+            Ok(())
+        }
+    })
+    .await?;
     Ok(Marks::phase_since(&marks, state, envelopes.len()))
 }
 

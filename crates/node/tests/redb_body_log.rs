@@ -234,40 +234,31 @@ fn a_store_of_the_old_layout_is_refused_with_a_clear_error() {
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("opened an old-layout store"),
     }
-    // Format 2 had the time tables keyed by (time, id): marked, also refused.
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let s = open(dir.path());
-        s.put_batch(&[msg(1, "bob@wallet", NOW + 10_000)]).unwrap();
-    }
-    {
-        let db = Database::create(db_path(dir.path())).unwrap();
-        let tx = db.begin_write().unwrap();
+    // Format 2 had the time tables keyed by (time, id), format 3 kept ids in
+    // a table keyed by id: marked, also refused.
+    for format in [2u64, 3] {
+        let dir = tempfile::tempdir().unwrap();
         {
-            let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
-            tx.open_table(meta).unwrap().insert("format", 2u64).unwrap();
+            let s = open(dir.path());
+            s.put_batch(&[msg(1, "bob@wallet", NOW + 10_000)]).unwrap();
         }
-        tx.commit().unwrap();
-    }
-    match RedbStore::open_with(&db_path(dir.path()), SEGMENT, 10_000) {
-        Err(StoreError::Invalid(m)) => assert!(m.contains("format 2"), "{m}"),
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("opened a format 2 store"),
-    }
-    // Format 3 kept ids in a table keyed by id: marked, also refused.
-    {
-        let db = Database::create(db_path(dir.path())).unwrap();
-        let tx = db.begin_write().unwrap();
         {
-            let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
-            tx.open_table(meta).unwrap().insert("format", 3u64).unwrap();
+            let db = Database::create(db_path(dir.path())).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let meta: TableDefinition<&str, u64> = TableDefinition::new("meta");
+                tx.open_table(meta)
+                    .unwrap()
+                    .insert("format", format)
+                    .unwrap();
+            }
+            tx.commit().unwrap();
         }
-        tx.commit().unwrap();
-    }
-    match RedbStore::open_with(&db_path(dir.path()), SEGMENT, 10_000) {
-        Err(StoreError::Invalid(m)) => assert!(m.contains("format 3"), "{m}"),
-        Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("opened a format 3 store"),
+        match RedbStore::open_with(&db_path(dir.path()), SEGMENT, 10_000) {
+            Err(StoreError::Invalid(m)) => assert!(m.contains(&format!("format {format}")), "{m}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("opened a format {format} store"),
+        }
     }
 }
 

@@ -299,10 +299,18 @@ impl RedbStore {
         by_seq: &impl ReadableTable<u64, &'static [u8]>,
         id: &[u8; 32],
     ) -> Result<Option<IdRec>, StoreError> {
-        let seq = match self.ids.get(id) {
-            Some(Known::Live(seq) | Known::Tomb(seq)) => seq,
-            None => return Ok(None),
-        };
+        match self.ids.get(id) {
+            Some(Known::Live(seq) | Known::Tomb(seq)) => Self::record_at(by_seq, seq, id),
+            None => Ok(None),
+        }
+    }
+
+    /// The `id_by_seq` record at `seq`, if it is `id`'s.
+    fn record_at(
+        by_seq: &impl ReadableTable<u64, &'static [u8]>,
+        seq: u64,
+        id: &[u8; 32],
+    ) -> Result<Option<IdRec>, StoreError> {
         Ok(match by_seq.get(seq).map_err(be)? {
             Some(g) => match dec_id_rec(g.value())? {
                 (stored, rec) if &stored == id => Some(rec),
@@ -726,13 +734,13 @@ impl Store for RedbStore {
                 // Stored, or deferred (as good as stored: the log has it).
                 Some(Known::Live(seq)) => Some(IdState::Stored { seq }),
                 // Rare (a deleted message sent again): its expiry is in the table.
-                Some(Known::Tomb(_)) => {
+                Some(Known::Tomb(seq)) => {
                     if tombs.is_none() {
                         let tx = self.db.begin_read().map_err(be)?;
                         tombs = Some(tx.open_table(BY_SEQ).map_err(be)?);
                     }
                     let t = tombs.as_ref().expect("opened above");
-                    match self.find(t, id)? {
+                    match Self::record_at(t, seq, id)? {
                         Some(IdRec::Tomb { expires, .. }) => Some(IdState::Deleted { expires }),
                         Some(IdRec::Live { seq, .. }) => Some(IdState::Stored { seq }),
                         None => None,
