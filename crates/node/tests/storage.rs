@@ -574,7 +574,6 @@ fn redb_corrupt_records_are_errors() {
         {
             let mut rec = id(8).to_vec();
             rec.push(0); // live
-            rec.extend_from_slice(&1000u64.to_le_bytes());
             rec.extend_from_slice(&NOW.to_le_bytes());
             rec.extend_from_slice(&LATER.to_le_bytes());
             rec.extend_from_slice(b"eve@wallet");

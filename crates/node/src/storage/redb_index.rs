@@ -63,35 +63,28 @@ pub(super) enum IdRec {
 pub(super) const TAG_LIVE: u8 = 0;
 pub(super) const TAG_TOMB: u8 = 1;
 
-/// A live message's `id_by_seq` record: id(32) tag(1) seq(8) created(4)
-/// expires(4) recipient.
-pub(super) fn enc_live(
-    id: &[u8; 32],
-    seq: u64,
-    created: u32,
-    expires: u32,
-    recipient: &str,
-) -> Vec<u8> {
+/// A live message's `id_by_seq` record: id(32) tag(1) created(4) expires(4)
+/// recipient. Its seq is the key.
+pub(super) fn enc_live(id: &[u8; 32], created: u32, expires: u32, recipient: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(ID_REC_FIXED + recipient.len());
-    push_rec_head(&mut v, id, TAG_LIVE, seq, created, expires);
+    push_rec_head(&mut v, id, TAG_LIVE, created, expires);
     v.extend_from_slice(recipient.as_bytes());
     v
 }
 
 /// A tombstone keeps the seq of its time-table keys (the deleted message's,
 /// or one of its own for a peer's tombstone of a message never stored here).
-pub(super) fn enc_tomb(id: &[u8; 32], seq: u64, created: u32, expires: u32) -> Vec<u8> {
+pub(super) fn enc_tomb(id: &[u8; 32], created: u32, expires: u32) -> Vec<u8> {
     let mut v = Vec::with_capacity(ID_REC_FIXED);
-    push_rec_head(&mut v, id, TAG_TOMB, seq, created, expires);
+    push_rec_head(&mut v, id, TAG_TOMB, created, expires);
     v
 }
 
-const ID_REC_FIXED: usize = 32 + 17;
+const ID_REC_FIXED: usize = 32 + 9;
 
-fn push_rec_head(v: &mut Vec<u8>, id: &[u8; 32], tag: u8, seq: u64, created: u32, expires: u32) {
+fn push_rec_head(v: &mut Vec<u8>, id: &[u8; 32], tag: u8, created: u32, expires: u32) {
     v.extend_from_slice(id);
     v.push(tag);
-    v.extend_from_slice(&seq.to_le_bytes());
     v.extend_from_slice(&created.to_le_bytes());
     v.extend_from_slice(&expires.to_le_bytes());
 }
@@ -110,13 +103,13 @@ pub(super) fn u64_at(b: &[u8], at: usize) -> Result<u64, StoreError> {
         .ok_or_else(|| corrupt("short record"))
 }
 
-/// An `id_by_seq` record: the id, and what is stored of it.
-pub(super) fn dec_id_rec(b: &[u8]) -> Result<([u8; 32], IdRec), StoreError> {
+/// The `id_by_seq` record at key `seq`: the id, and what is stored of it.
+pub(super) fn dec_id_rec(seq: u64, b: &[u8]) -> Result<([u8; 32], IdRec), StoreError> {
     let id: [u8; 32] = b
         .get(..32)
         .and_then(|s| s.try_into().ok())
         .ok_or_else(|| corrupt("short id record"))?;
-    let (seq, created, expires) = (u64_at(b, 33)?, u32_at(b, 41)?, u32_at(b, 45)?);
+    let (created, expires) = (u32_at(b, 33)?, u32_at(b, 37)?);
     let rec = match b.get(32) {
         Some(&TAG_LIVE) => {
             let recipient = std::str::from_utf8(&b[ID_REC_FIXED..])
@@ -359,7 +352,7 @@ impl<'t> IndexTables<'t> {
             self.by_seq
                 .insert(
                     m.seq,
-                    enc_live(m.id, m.seq, m.created, m.expires, m.recipient).as_slice(),
+                    enc_live(m.id, m.created, m.expires, m.recipient).as_slice(),
                 )
                 .map_err(be)?;
         }

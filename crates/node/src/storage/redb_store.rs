@@ -312,7 +312,7 @@ impl RedbStore {
         id: &[u8; 32],
     ) -> Result<Option<IdRec>, StoreError> {
         Ok(match by_seq.get(seq).map_err(be)? {
-            Some(g) => match dec_id_rec(g.value())? {
+            Some(g) => match dec_id_rec(seq, g.value())? {
                 (stored, rec) if &stored == id => Some(rec),
                 _ => None,
             },
@@ -804,7 +804,7 @@ impl Store for RedbStore {
                     } if r == recipient => {
                         Self::remove_live(&mut inbox, recipient, seq, &mut deltas)?;
                         by_seq
-                            .insert(seq, enc_tomb(id, seq, created, expires).as_slice())
+                            .insert(seq, enc_tomb(id, created, expires).as_slice())
                             .map_err(be)?;
                         // expiry entry stays: it now expires the tombstone.
                         created_t.insert((created, seq), (id, true)).map_err(be)?;
@@ -848,7 +848,7 @@ impl Store for RedbStore {
                     expiry.remove(*key).map_err(be)?;
                     // The expiry key's seq is the record's.
                     let rec = match by_seq.remove(key.1).map_err(be)? {
-                        Some(g) => match dec_id_rec(g.value())? {
+                        Some(g) => match dec_id_rec(key.1, g.value())? {
                             (stored, rec) if &stored == id => rec,
                             _ => return Err(corrupt("expiry entry names another id")),
                         },
@@ -986,7 +986,7 @@ impl Store for RedbStore {
                         }
                         Self::remove_live(&mut inbox, recipient, seq, &mut deltas)?;
                         by_seq
-                            .insert(seq, enc_tomb(id, seq, c, e).as_slice())
+                            .insert(seq, enc_tomb(id, c, e).as_slice())
                             .map_err(be)?;
                         created_t.insert((c, seq), (id, true)).map_err(be)?;
                         tombs.push((id, seq));
@@ -997,7 +997,7 @@ impl Store for RedbStore {
                         // A seq of its own for the time tables' keys.
                         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                         by_seq
-                            .insert(seq, enc_tomb(id, seq, *created, *expires).as_slice())
+                            .insert(seq, enc_tomb(id, *created, *expires).as_slice())
                             .map_err(be)?;
                         tombs.push((id, seq));
                         expiry.insert((*expires, seq), id).map_err(be)?;
@@ -1031,8 +1031,8 @@ fn load_ids(db: &Database) -> Result<IdMap, StoreError> {
     let map = IdMap::with_capacity(by_seq.len().map_err(be)? as usize);
     let mut batch = Vec::with_capacity(4096);
     for item in by_seq.iter().map_err(be)? {
-        let (_, v) = item.map_err(be)?;
-        let (id, rec) = dec_id_rec(v.value())?;
+        let (k, v) = item.map_err(be)?;
+        let (id, rec) = dec_id_rec(k.value(), v.value())?;
         batch.push(match rec {
             IdRec::Live { seq, .. } => (id, Known::Live(seq)),
             IdRec::Tomb { seq, .. } => (id, Known::Tomb(seq)),
