@@ -38,6 +38,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::mapped::Mapping;
 use super::StoreError;
 
 /// Fixed part of a record: len, crc, id, seq, created, expires, two lengths.
@@ -108,9 +109,26 @@ pub struct BodyRef {
     pub len: u32,
 }
 
+/// A segment file, and its mapping for reads when the system gave one.
+struct Segment {
+    file: Arc<File>,
+    map: Option<Mapping>,
+}
+
+impl Segment {
+    /// Maps `reserved` bytes, of which the file holds `readable`.
+    fn new(file: File, reserved: u64, readable: u64) -> Arc<Segment> {
+        let map = Mapping::new(&file, reserved, readable);
+        Arc::new(Segment {
+            file: Arc::new(file),
+            map,
+        })
+    }
+}
+
 struct Active {
     seg: u32,
-    file: Option<Arc<File>>,
+    segment: Option<Arc<Segment>>,
     len: u64,
     /// The file's zeroed length: records up to here overwrite zeros.
     prepared: u64,
@@ -119,7 +137,7 @@ struct Active {
 pub struct BodyLog {
     dir: PathBuf,
     /// Open read handles, one per live segment (the active one included).
-    files: RwLock<HashMap<u32, Arc<File>>>,
+    files: RwLock<HashMap<u32, Arc<Segment>>>,
     active: Mutex<Active>,
     /// A segment is closed once it reaches this size.
     target: u64,
@@ -217,6 +235,30 @@ fn decode(rec: &[u8], at: BodyRef) -> Result<(RecordMeta, usize), String> {
     ))
 }
 
+/// Checks a whole record read for `id` (length, checksum, id, address
+/// lengths) and returns where its body starts: `decode` without building
+/// the fields a read does not use.
+fn check_record(rec: &[u8], id: &[u8; 32]) -> Result<usize, String> {
+    if rec.len() < FIXED {
+        return Err("record shorter than its header".into());
+    }
+    let len = u32::from_le_bytes(rec[0..4].try_into().expect("4 bytes"));
+    if len as usize != rec.len() {
+        return Err(format!("length {len}, expected {}", rec.len()));
+    }
+    if crc32fast::hash(&rec[8..]).to_le_bytes() != rec[4..8] {
+        return Err("checksum mismatch".into());
+    }
+    if &rec[8..40] != id {
+        return Err("record holds another id".into());
+    }
+    let body = FIXED + rec[56] as usize + rec[57] as usize;
+    if body > rec.len() {
+        return Err("address lengths overrun the record".into());
+    }
+    Ok(body)
+}
+
 impl BodyLog {
     /// Opens the log in `dir`. Keeps the segments in `known` (the durable
     /// index's list) and every segment from `replay_from` on (records the
@@ -244,7 +286,11 @@ impl BodyLog {
             };
             highest = highest.max(seg);
             if known.contains(&seg) || seg >= replay_from {
-                files.insert(seg, Arc::new(File::open(entry.path())?));
+                // Every segment on disk at open is sealed: this run appends
+                // to a new one.
+                let file = File::open(entry.path())?;
+                let len = file.metadata()?.len();
+                files.insert(seg, Segment::new(file, len, len));
             } else {
                 std::fs::remove_file(entry.path())?;
             }
@@ -264,7 +310,7 @@ impl BodyLog {
             files: RwLock::new(files),
             active: Mutex::new(Active {
                 seg: next,
-                file: None,
+                segment: None,
                 len: 0,
                 prepared: 0,
             }),
@@ -321,29 +367,31 @@ impl BodyLog {
         );
         let mut i = 0;
         while i < records.len() {
-            if active.file.is_some() && active.len >= self.target {
+            if active.segment.is_some() && active.len >= self.target {
                 active.seg = active
                     .seg
                     .checked_add(1)
                     .ok_or_else(|| corrupt("segment numbers exhausted".into()))?;
-                active.file = None;
+                active.segment = None;
                 active.len = 0;
             }
-            if active.file.is_none() {
+            if active.segment.is_none() {
                 let path = seg_path(&self.dir, active.seg);
-                let f = Arc::new(
-                    OpenOptions::new()
-                        .create_new(true)
-                        .read(true)
-                        .write(true)
-                        .open(&path)?,
-                );
+                let f = OpenOptions::new()
+                    .create_new(true)
+                    .read(true)
+                    .write(true)
+                    .open(&path)?;
+                // Mapped once at the most it can grow to: the target, one
+                // record that crosses it, and the zeros ahead of the end.
+                let most = self.target + u64::from(MAX_RECORD) + PREPARE_CHUNK;
+                let segment = Segment::new(f, most, 0);
                 active.prepared = 0;
                 self.files
                     .write()
                     .expect("body log lock")
-                    .insert(active.seg, f.clone());
-                active.file = Some(f);
+                    .insert(active.seg, segment.clone());
+                active.segment = Some(segment);
                 pending.new_segment = true;
             }
             buf.clear();
@@ -359,20 +407,21 @@ impl BodyLog {
                 });
                 i += 1;
             }
-            let file = active.file.clone().expect("opened above");
+            let segment = active.segment.clone().expect("opened above");
             let end = start + buf.len() as u64;
-            let written = file
+            let written = segment
+                .file
                 .write_all_at(&buf, start)
-                .and_then(|()| self.prepare(&file, &mut active, end));
+                .and_then(|()| self.prepare(&segment, &mut active, end));
             // A failed write leaves the tail unknown: start a fresh segment next time.
             if let Err(e) = written {
-                active.file = None;
+                active.segment = None;
                 active.seg = active.seg.saturating_add(1);
                 active.len = 0;
                 return Err(e.into());
             }
             active.len = end;
-            pending.files.push(file);
+            pending.files.push(segment.file.clone());
         }
         let end = LogPos {
             seg: active.seg,
@@ -385,7 +434,7 @@ impl BodyLog {
     /// another chunk of zeros when less is left. The caller's sync makes
     /// them durable together with the records, so the next syncs need no
     /// size change.
-    fn prepare(&self, file: &File, active: &mut Active, end: u64) -> std::io::Result<()> {
+    fn prepare(&self, segment: &Segment, active: &mut Active, end: u64) -> std::io::Result<()> {
         let chunk = PREPARE_CHUNK.min(self.target).max(4096);
         if active.prepared >= end + chunk / 2 {
             return Ok(());
@@ -397,10 +446,15 @@ impl BodyLog {
         let to = end + chunk;
         while at < to {
             let n = (to - at).min(ZEROS.len() as u64);
-            file.write_all_at(&ZEROS[..n as usize], at)?;
+            segment.file.write_all_at(&ZEROS[..n as usize], at)?;
             at += n;
         }
         active.prepared = to;
+        // Readers may now map everything up to here (records before `end`
+        // among it): the file holds these bytes.
+        if let Some(map) = &segment.map {
+            map.grow_to(to);
+        }
         Ok(())
     }
 
@@ -408,7 +462,7 @@ impl BodyLog {
     /// is gone (deleted after the caller's index snapshot was taken); re-read
     /// the index.
     pub fn read(&self, r: &BodyRef, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(file) = self
+        let Some(segment) = self
             .files
             .read()
             .expect("body log lock")
@@ -421,13 +475,19 @@ impl BodyLog {
         if r.len > MAX_RECORD {
             return Err(at(format!("index claims a record of {} bytes", r.len)));
         }
-        let mut rec = vec![0u8; r.len as usize];
-        file.read_exact_at(&mut rec, r.off)
-            .map_err(|e| at(e.to_string()))?;
-        let (fields, body) = decode(&rec, *r).map_err(at)?;
-        if &fields.id != id {
-            return Err(at("record holds another id".into()));
+        let mapped = segment.map.as_ref().and_then(|m| m.get(r.off, r.len as usize));
+        if let Some(rec) = mapped {
+            let body = check_record(rec, id).map_err(at)?;
+            return Ok(Some(rec[body..].to_vec()));
         }
+        // Not mapped, or not known to be in the file (a damaged index
+        // pointing past its end gets the read's error, not a fault).
+        let mut rec = vec![0u8; r.len as usize];
+        segment
+            .file
+            .read_exact_at(&mut rec, r.off)
+            .map_err(|e| at(e.to_string()))?;
+        let body = check_record(&rec, id).map_err(at)?;
         rec.drain(..body);
         Ok(Some(rec))
     }
@@ -474,5 +534,60 @@ impl BodyLog {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record<'a>(id: &'a [u8; 32], body: &'a [u8]) -> LogRecord<'a> {
+        LogRecord {
+            id,
+            seq: u64::from(id[0]),
+            created: 1,
+            expires: 2,
+            recipient: "bob@wallet",
+            sender: "alice@wallet",
+            body,
+        }
+    }
+
+    #[test]
+    fn reads_use_the_mapping_and_a_pointer_past_the_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id1, id2) = ([1u8; 32], [2u8; 32]);
+        let log = BodyLog::open(dir.path(), &HashSet::new(), 0, 1 << 20).unwrap();
+        let (refs, pending, _) = log
+            .append(&[record(&id1, b"first body"), record(&id2, b"second")])
+            .unwrap();
+        pending.sync().unwrap();
+        let seg = refs[0].seg;
+        let mapped = |log: &BodyLog, r: &BodyRef| {
+            let s = log.files.read().unwrap()[&r.seg].clone();
+            let m = s.map.as_ref().expect("segment mapped");
+            m.get(r.off, r.len as usize).is_some()
+        };
+        // The active segment: served from its mapping.
+        assert!(mapped(&log, &refs[0]) && mapped(&log, &refs[1]));
+        assert_eq!(log.read(&refs[0], &id1).unwrap().unwrap(), b"first body");
+        assert_eq!(log.read(&refs[1], &id2).unwrap().unwrap(), b"second");
+        // Inside the reservation but past what the file holds: `pread`'s
+        // error, reported as corruption (a fault would kill the node).
+        let past = BodyRef {
+            off: 10 << 20,
+            ..refs[0]
+        };
+        assert!(!mapped(&log, &past));
+        assert!(matches!(log.read(&past, &id1), Err(StoreError::Corrupt(_))));
+        assert!(matches!(log.read(&refs[1], &id1), Err(StoreError::Corrupt(_))));
+        drop(log);
+        // Reopened, the segment is sealed and mapped at its size.
+        let log = BodyLog::open(dir.path(), &HashSet::from([seg]), seg + 1, 1 << 20).unwrap();
+        assert!(mapped(&log, &refs[1]));
+        assert_eq!(log.read(&refs[1], &id2).unwrap().unwrap(), b"second");
+        assert!(matches!(log.read(&past, &id1), Err(StoreError::Corrupt(_))));
+        log.remove(seg).unwrap();
+        assert_eq!(log.read(&refs[0], &id1).unwrap(), None, "segment gone");
     }
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 pub mod bench;
 mod body_log;
 mod id_map;
+mod mapped;
 mod redb_checkpoint;
 mod redb_index;
 pub mod redb_store;
