@@ -47,8 +47,16 @@ impl Counters {
 }
 
 impl NodeState {
-    /// Runs a blocking store call on the blocking pool; a store failure is
-    /// a 503 `storage_unavailable` (logged), never a panic.
+    /// Runs a blocking store call off the runtime's workers; a store failure
+    /// is a 503 `storage_unavailable` (logged), never a panic.
+    ///
+    /// On a multi-thread runtime the call runs on this thread
+    /// (`block_in_place`, which hands this worker's other tasks to another
+    /// thread) instead of on the blocking pool: the request's path then has
+    /// no wake-up of a pool thread and none back. Inbox pages in the node
+    /// benchmark: median 0.48-0.51 against 0.50-0.53 ms, three runs each,
+    /// alternating (docs/BENCHMARKS.md). A current-thread runtime (some
+    /// tests) cannot do that, so it keeps the pool.
     pub async fn store_call<T, F>(&self, f: F) -> Result<T, crate::error::ApiError>
     where
         T: Send + 'static,
@@ -56,7 +64,15 @@ impl NodeState {
     {
         use axum::http::StatusCode;
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        let multi = tokio::runtime::Handle::try_current()
+            .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            .unwrap_or(false);
+        let joined = if multi {
+            Ok(tokio::task::block_in_place(|| f(store.as_ref())))
+        } else {
+            tokio::task::spawn_blocking(move || f(store.as_ref())).await
+        };
+        match joined {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::error!("storage failure: {e}");
