@@ -142,13 +142,16 @@ where
 }
 
 /// Sends `envelopes` one per request from `clients` concurrent clients;
-/// each must be answered 201.
+/// each must be answered `expect`: 201 for new envelopes, 200 for a resend
+/// of stored ones (which the node answers from its known-id check, before
+/// the signature, the chain and the writer).
 pub async fn singles(
     http: &reqwest::Client,
     base: &str,
     state: &NodeState,
     envelopes: Arc<Vec<Vec<u8>>>,
     clients: usize,
+    expect: u16,
     label: &str,
 ) -> Result<Phase, String> {
     let n = envelopes.len();
@@ -157,7 +160,7 @@ pub async fn singles(
     post_all(http, base, envelopes, clients, move |i, r| {
         let label = progress_label.clone();
         async move {
-            if r.status().as_u16() != 201 {
+            if r.status().as_u16() != expect {
                 return Err(format!(
                     "ingest answered {}: {}",
                     r.status(),

@@ -475,7 +475,10 @@ impl BodyLog {
         if r.len > MAX_RECORD {
             return Err(at(format!("index claims a record of {} bytes", r.len)));
         }
-        let mapped = segment.map.as_ref().and_then(|m| m.get(r.off, r.len as usize));
+        let mapped = segment
+            .map
+            .as_ref()
+            .and_then(|m| m.get(r.off, r.len as usize));
         if let Some(rec) = mapped {
             let body = check_record(rec, id).map_err(at)?;
             return Ok(Some(rec[body..].to_vec()));
@@ -580,7 +583,10 @@ mod tests {
         };
         assert!(!mapped(&log, &past));
         assert!(matches!(log.read(&past, &id1), Err(StoreError::Corrupt(_))));
-        assert!(matches!(log.read(&refs[1], &id1), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            log.read(&refs[1], &id1),
+            Err(StoreError::Corrupt(_))
+        ));
         drop(log);
         // Reopened, the segment is sealed and mapped at its size.
         let log = BodyLog::open(dir.path(), &HashSet::from([seg]), seg + 1, 1 << 20).unwrap();
