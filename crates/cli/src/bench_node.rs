@@ -21,8 +21,10 @@ pub struct NodeBenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub messages: usize,
     /// Rounds of (single envelopes, verify only, arrays, verify only) after
-    /// a first verify only; each ingest phase is compared with the verify-only
-    /// runs on either side of it, and the median round is reported.
+    /// a first verify only, then a resend of the first round's single
+    /// envelopes and a last verify only; each ingest phase is compared with
+    /// the verify-only runs on either side of it, and the median round is
+    /// reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Messages stored before measuring inbox latency.
@@ -339,6 +341,8 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     };
 
     let steal_reads = crate::bench_util::cpu_steal();
+    // Blocks this thread (the one driving the bench, not a runtime worker)
+    // until the reader's own thread is done.
     let mut lat = read_pages(
         base.clone(),
         reader.key.clone(),
