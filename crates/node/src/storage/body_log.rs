@@ -557,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_use_the_mapping_and_a_pointer_past_the_file_is_an_error() {
+    fn mapped_reads_stay_in_bounds_and_outlive_a_deleted_segment() {
         let dir = tempfile::tempdir().unwrap();
         let (id1, id2) = ([1u8; 32], [2u8; 32]);
         let log = BodyLog::open(dir.path(), &HashSet::new(), 0, 1 << 20).unwrap();
@@ -593,7 +593,17 @@ mod tests {
         assert!(mapped(&log, &refs[1]));
         assert_eq!(log.read(&refs[1], &id2).unwrap().unwrap(), b"second");
         assert!(matches!(log.read(&past, &id1), Err(StoreError::Corrupt(_))));
+        // A reader that took the segment before it was deleted still reads
+        // it: the unlinked file's pages stay mapped while the reader holds it.
+        let held = log.files.read().unwrap()[&seg].clone();
         log.remove(seg).unwrap();
+        assert!(!dir.path().join(format!("{seg:08}.log")).exists());
         assert_eq!(log.read(&refs[0], &id1).unwrap(), None, "segment gone");
+        let m = held.map.as_ref().expect("mapped");
+        let rec = m
+            .get(refs[0].off, refs[0].len as usize)
+            .expect("still mapped");
+        let body = check_record(rec, &id1).unwrap();
+        assert_eq!(&rec[body..], b"first body");
     }
 }
