@@ -343,7 +343,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     let steal_reads = crate::bench_util::cpu_steal();
     // Blocks this thread (the one driving the bench, not a runtime worker)
     // until the reader's own thread is done.
-    let mut lat = read_pages(
+    let (mut lat, mut control) = read_pages(
         base.clone(),
         reader.key.clone(),
         reader.address.clone(),
@@ -353,6 +353,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     )?;
     let steal_reads = crate::bench_util::steal_percent(steal_reads, crate::bench_util::cpu_steal());
     lat.sort();
+    control.sort();
     node_rt
         .spawn(node.stop())
         .await
@@ -516,11 +517,27 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
         "inbox page (100, newest first) max",
         ms(*lat.last().expect("pages > 0"))
     );
+    println!(
+        "{:<52} {:>12}",
+        "GET /v1/info between the pages, p50 / p99 ms",
+        format!(
+            "{:.3} / {:.3}",
+            ms(percentile(&control, 0.50)),
+            ms(percentile(&control, 0.99))
+        )
+    );
+    println!(
+        "{:<52}",
+        "  (control: a request with no proof, no store and a small answer)"
+    );
     Ok(())
 }
 
 /// Inbox pages of 100 for `address`, newest first, each with a fresh proof;
-/// the latency of each of the last `pages` requests.
+/// the latency of each of the last `pages` requests, and of a `GET /v1/info`
+/// sent after each of them. That control has no proof, no store read and a
+/// small answer: a tail it shares with the pages is the machine's (the
+/// hypervisor taking the CPU), not the inbox path's.
 ///
 /// The reader has a one-thread runtime of its own, which also drives its
 /// HTTP connection. On the shared runtime the connection ran on another
@@ -533,7 +550,7 @@ fn read_pages(
     chain_id: [u8; 32],
     node_id: String,
     pages: usize,
-) -> Result<Vec<Duration>, String> {
+) -> Result<(Vec<Duration>, Vec<Duration>), String> {
     // The first WARMUP_PAGES are not timed: right after the bulk fill the
     // first hundred or so pages took about 5 ms each in some runs (not the
     // first pass over cold pages: requests 21-99 of one run), and 20 such
@@ -543,6 +560,8 @@ fn read_pages(
         let http = reqwest::Client::new();
         let requests = WARMUP_PAGES + pages;
         let mut lat = Vec::with_capacity(pages);
+        let mut control = Vec::with_capacity(pages);
+        let info = format!("{base}/v1/info");
         let mut cursor: Option<String> = None;
         for i in 0..requests {
             let mut pq = format!("/v1/inbox/{address}?order=newest&limit=100");
@@ -589,12 +608,22 @@ fn read_pages(
             }
             // Walk 20 pages deep, then start again from the newest.
             cursor = if i % 20 == 19 { None } else { v.next_cursor };
+            let t = Instant::now();
+            let r = http.get(&info).send().await.map_err(|e| e.to_string())?;
+            let ok = r.status().is_success();
+            r.bytes().await.map_err(|e| e.to_string())?;
+            if i >= WARMUP_PAGES {
+                control.push(t.elapsed());
+            }
+            if !ok {
+                return Err("GET /v1/info failed".into());
+            }
             if i % 100 == 0 {
                 progress("inbox pages of 100", i, requests);
             }
         }
         progress("inbox pages of 100", requests, requests);
-        Ok(lat)
+        Ok((lat, control))
     };
     std::thread::Builder::new()
         .name("bench-reader".into())

@@ -42,6 +42,7 @@ fn a_tiny_node_bench_runs_every_phase_and_reports_each_figure() {
         "bound for singles: verify / (verify + resend node)",
         "arrays, node: writer",
         "inbox page (100, newest first) p99",
+        "GET /v1/info between the pages, p50 / p99 ms",
     ] {
         assert!(
             stdout.contains(line),
