@@ -199,28 +199,36 @@ fn encode(r: &LogRecord<'_>, buf: &mut Vec<u8>) -> Result<u32, StoreError> {
     Ok(len)
 }
 
-/// A whole record checked and split: (fields, body offset within `rec`).
-fn decode(rec: &[u8], at: BodyRef) -> Result<(RecordMeta, usize), String> {
+/// Checks a whole record (length, checksum, address lengths) and returns
+/// where its body starts.
+fn check(rec: &[u8]) -> Result<usize, String> {
     if rec.len() < FIXED {
         return Err("record shorter than its header".into());
     }
-    let u32_at = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
-    if u32_at(0) as usize != rec.len() {
-        return Err(format!("length {}, expected {}", u32_at(0), rec.len()));
+    let len = u32::from_le_bytes(rec[0..4].try_into().expect("4 bytes"));
+    if len as usize != rec.len() {
+        return Err(format!("length {len}, expected {}", rec.len()));
     }
-    if crc32fast::hash(&rec[8..]) != u32_at(4) {
+    if crc32fast::hash(&rec[8..]).to_le_bytes() != rec[4..8] {
         return Err("checksum mismatch".into());
     }
-    let (rlen, slen) = (rec[56] as usize, rec[57] as usize);
-    let body = FIXED + rlen + slen;
+    let body = FIXED + rec[56] as usize + rec[57] as usize;
     if body > rec.len() {
         return Err("address lengths overrun the record".into());
     }
+    Ok(body)
+}
+
+/// A whole record checked and split: (fields, body offset within `rec`).
+fn decode(rec: &[u8], at: BodyRef) -> Result<(RecordMeta, usize), String> {
+    let body = check(rec)?;
+    let u32_at = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
     let text = |r: std::ops::Range<usize>| {
         std::str::from_utf8(&rec[r])
             .map(str::to_owned)
             .map_err(|_| "address not UTF-8".to_string())
     };
+    let rlen = rec[56] as usize;
     Ok((
         RecordMeta {
             at,
@@ -235,26 +243,12 @@ fn decode(rec: &[u8], at: BodyRef) -> Result<(RecordMeta, usize), String> {
     ))
 }
 
-/// Checks a whole record read for `id` (length, checksum, id, address
-/// lengths) and returns where its body starts: `decode` without building
-/// the fields a read does not use.
+/// A whole record read for `id`: `check`, and the id, without building the
+/// fields a read does not use. Returns where its body starts.
 fn check_record(rec: &[u8], id: &[u8; 32]) -> Result<usize, String> {
-    if rec.len() < FIXED {
-        return Err("record shorter than its header".into());
-    }
-    let len = u32::from_le_bytes(rec[0..4].try_into().expect("4 bytes"));
-    if len as usize != rec.len() {
-        return Err(format!("length {len}, expected {}", rec.len()));
-    }
-    if crc32fast::hash(&rec[8..]).to_le_bytes() != rec[4..8] {
-        return Err("checksum mismatch".into());
-    }
+    let body = check(rec)?;
     if &rec[8..40] != id {
         return Err("record holds another id".into());
-    }
-    let body = FIXED + rec[56] as usize + rec[57] as usize;
-    if body > rec.len() {
-        return Err("address lengths overrun the record".into());
     }
     Ok(body)
 }
