@@ -253,6 +253,32 @@ fn check_record(rec: &[u8], id: &[u8; 32]) -> Result<usize, String> {
     Ok(body)
 }
 
+/// One record's body out of `segment`, the record checked against `id`.
+fn read_in(segment: &Segment, r: &BodyRef, id: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+    let at = |what: String| corrupt(format!("segment {} offset {}: {what}", r.seg, r.off));
+    if r.len > MAX_RECORD {
+        return Err(at(format!("index claims a record of {} bytes", r.len)));
+    }
+    let mapped = segment
+        .map
+        .as_ref()
+        .and_then(|m| m.get(r.off, r.len as usize));
+    if let Some(rec) = mapped {
+        let body = check_record(rec, id).map_err(at)?;
+        return Ok(rec[body..].to_vec());
+    }
+    // Not mapped, or not known to be in the file (a damaged index pointing
+    // past its end gets the read's error, not a fault).
+    let mut rec = vec![0u8; r.len as usize];
+    segment
+        .file
+        .read_exact_at(&mut rec, r.off)
+        .map_err(|e| at(e.to_string()))?;
+    let body = check_record(&rec, id).map_err(at)?;
+    rec.drain(..body);
+    Ok(rec)
+}
+
 impl BodyLog {
     /// Opens the log in `dir`. Keeps the segments in `known` (the durable
     /// index's list) and every segment from `replay_from` on (records the
@@ -452,41 +478,44 @@ impl BodyLog {
         Ok(())
     }
 
-    /// Reads one record's body and checks the record. `Ok(None)`: the segment
-    /// is gone (deleted after the caller's index snapshot was taken); re-read
-    /// the index.
-    pub fn read(&self, r: &BodyRef, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(segment) = self
-            .files
-            .read()
-            .expect("body log lock")
-            .get(&r.seg)
-            .cloned()
-        else {
-            return Ok(None);
-        };
-        let at = |what: String| corrupt(format!("segment {} offset {}: {what}", r.seg, r.off));
-        if r.len > MAX_RECORD {
-            return Err(at(format!("index claims a record of {} bytes", r.len)));
+    /// One record: `read_many` of one (the tests' form).
+    #[cfg(test)]
+    fn read(&self, r: &BodyRef, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.segment(r.seg) {
+            Some(segment) => read_in(&segment, r, id).map(Some),
+            None => Ok(None),
         }
-        let mapped = segment
-            .map
-            .as_ref()
-            .and_then(|m| m.get(r.off, r.len as usize));
-        if let Some(rec) = mapped {
-            let body = check_record(rec, id).map_err(at)?;
-            return Ok(Some(rec[body..].to_vec()));
+    }
+
+    /// Reads each record's body and checks the record, looking a segment up
+    /// once for a run of records in it (an inbox page's usually share one).
+    /// `Ok(None)`: a segment is gone (deleted after the caller's index
+    /// snapshot was taken); re-read the index.
+    pub fn read_many<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a BodyRef, &'a [u8; 32])>,
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let records = records.into_iter();
+        let mut out = Vec::with_capacity(records.size_hint().0);
+        let mut last: Option<(u32, Arc<Segment>)> = None;
+        for (r, id) in records {
+            let segment = match &last {
+                Some((seg, s)) if *seg == r.seg => s.clone(),
+                _ => match self.segment(r.seg) {
+                    Some(s) => {
+                        last = Some((r.seg, s.clone()));
+                        s
+                    }
+                    None => return Ok(None),
+                },
+            };
+            out.push(read_in(&segment, r, id)?);
         }
-        // Not mapped, or not known to be in the file (a damaged index
-        // pointing past its end gets the read's error, not a fault).
-        let mut rec = vec![0u8; r.len as usize];
-        segment
-            .file
-            .read_exact_at(&mut rec, r.off)
-            .map_err(|e| at(e.to_string()))?;
-        let body = check_record(&rec, id).map_err(at)?;
-        rec.drain(..body);
-        Ok(Some(rec))
+        Ok(Some(out))
+    }
+
+    fn segment(&self, seg: u32) -> Option<Arc<Segment>> {
+        self.files.read().expect("body log lock").get(&seg).cloned()
     }
 
     /// The records of segment `seg` from offset `from`, in order, without

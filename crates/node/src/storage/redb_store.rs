@@ -437,12 +437,16 @@ impl RedbStore {
         recipient: &str,
         recs: Vec<(u64, InboxRec)>,
     ) -> Result<Option<Vec<StoredEntry>>, StoreError> {
-        let mut out = Vec::with_capacity(recs.len());
-        for (seq, r) in recs {
-            let Some(binary) = self.log.read(&r.body, &r.id)? else {
-                return Ok(None);
-            };
-            out.push(StoredEntry {
+        let Some(bodies) = self
+            .log
+            .read_many(recs.iter().map(|(_, r)| (&r.body, &r.id)))?
+        else {
+            return Ok(None);
+        };
+        let out = recs
+            .into_iter()
+            .zip(bodies)
+            .map(|((seq, r), binary)| StoredEntry {
                 seq,
                 id: r.id,
                 recipient: recipient.to_owned(),
@@ -450,8 +454,8 @@ impl RedbStore {
                 created: r.created,
                 expires: r.expires,
                 binary,
-            });
-        }
+            })
+            .collect();
         Ok(Some(out))
     }
 
@@ -608,14 +612,10 @@ impl RedbStore {
                     live.push(r);
                 }
             }
-            let mut bodies = Vec::with_capacity(live.len());
-            for r in &live {
-                let body = self
-                    .log
-                    .read(&r.at, &r.id)?
-                    .ok_or_else(|| corrupt("segment vanished while compacting"))?;
-                bodies.push(body);
-            }
+            let bodies = self
+                .log
+                .read_many(live.iter().map(|r| (&r.at, &r.id)))?
+                .ok_or_else(|| corrupt("segment vanished while compacting"))?;
             let records: Vec<LogRecord<'_>> = live
                 .iter()
                 .zip(&bodies)
