@@ -407,6 +407,7 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
         let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         println!("{:<52} {:>12}", "  ratio in each round", each.join(" "));
     }
+    // The resend ran between the last two verify-only runs.
     let last = verify.len() - 2;
     println!(
         "{:<52} {:>10.0}/s {:>8.2}",
@@ -422,11 +423,8 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
         "  (answered from the known-id check: HTTP and parsing, no signature check or write)"
     );
     println!("CPU time per envelope (all threads; ratio: verify-only CPU / node CPU)");
-    println!(
-        "{:<52} {:>12}",
-        "verify only, µs",
-        Spread::of(verify.iter().map(|v| v.1)).show(1)
-    );
+    let verify_cpu = Spread::of(verify.iter().map(|v| v.1));
+    println!("{:<52} {:>12}", "verify only, µs", verify_cpu.show(1));
     for (kind, phases, first) in [
         ("single envelopes", &singles, 0),
         ("arrays of 100", &arrays, 1),
@@ -460,11 +458,10 @@ async fn run_async(a: NodeBenchArgs, node_rt: tokio::runtime::Handle) -> Result<
     );
     // A node whose single envelope cost only the request (the resend) and
     // its verification, with a load generator that cost nothing.
-    let verify_us = Spread::of(verify.iter().map(|v| v.1)).median;
     println!(
         "{:<52} {:>12.2}",
         "  bound for singles: verify / (verify + resend node)",
-        verify_us / (verify_us + resent.node_us)
+        verify_cpu.median / (verify_cpu.median + resent.node_us)
     );
     for (i, name) in Phase::group_names().enumerate() {
         println!(
